@@ -1,0 +1,242 @@
+"""ReflectRetryEnv: attempt -> reflection -> retry, over any verifiable task."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import gymnasium as gym
+
+from rrr_env.spaces import Conversation, UnicodeText
+from rrr_env.tasks import make_task
+from rrr_env.tasks.base import Message, Task, check_index
+from rrr_env.verdict import Verdict
+
+Phase = Literal["attempt", "reflection", "retry", "done"]
+FEEDBACK_MODES = ("binary", "none")
+
+#: The user turn between attempts when the env must not reveal correctness
+#: (``reflect=False, feedback="none"``: RISE's evaluation without an oracle).
+NEUTRAL_RETRY_REQUEST = "Please review your previous answer and then answer the question again."
+
+#: Longest action accepted, in characters. Model responses are far shorter; a longer one is a bug.
+MAX_ACTION_CHARS = 1_000_000
+
+
+class ReflectRetryEnv(gym.Env[list[Message], str]):
+    """A multi-turn text environment: attempt, reflect on a wrong answer, retry.
+
+    ## Description
+
+    The agent answers a verifiable task (Countdown, function calling, GSM8K, ...). With
+    ``reflect=True`` (Reflect, Retry, Reward) a wrong answer is followed by a request to
+    reflect on the mistake, then by the task posed again, with the reflection in context.
+    With ``reflect=False`` it is the multi-turn MDP of RISE: a wrong answer is followed by a
+    feedback message and the next attempt.
+
+    ## Action Space
+
+    ``UnicodeText(1_000_000)``: the model's response to the last message, any ``str``.
+
+    ## Observation Space
+
+    ``Conversation``: the conversation so far, a list of ``{"role", "content"}`` messages,
+    ready for ``tokenizer.apply_chat_template``. A fresh list every step.
+
+    ## Rewards
+
+    1.0 for a graded answer that the task's verifier accepts, 0.0 for one it rejects. A
+    reflection step earns 0.0: credit assignment to the reflection is the trainer's job.
+
+    ## Starting State
+
+    ``reset(seed=s)`` draws an item with the env's own RNG; ``reset(options={"index": i})``
+    poses item ``i`` (so that a GRPO group can share one item).
+
+    ## Episode End
+
+    ``terminated`` when an answer is correct (with ``feedback="binary"``) or the last of
+    ``max_attempts`` answers has been graded. ``truncated`` only through a ``TimeLimit``
+    wrapper. Stepping a finished episode raises ``RuntimeError``.
+
+    ## Info
+
+    ``phase``: what the next action is (``"attempt"``, ``"reflection"``, ``"retry"``, or
+    ``"done"``); ``attempt``: the 1-based number of the current answer; ``item_id``;
+    ``verdicts``: a tuple of the verdicts of all graded answers so far; ``verdict``: the
+    verdict of the answer graded by this step (only on steps that grade); ``tools``: the
+    item's tool schemas, for tasks that have them.
+
+    ## Arguments
+
+    - ``task``: a task name (``"countdown"``, ...) or a :class:`~rrr_env.tasks.base.Task`.
+    - ``max_attempts``: answers per episode (default 2: an attempt and one retry).
+    - ``reflect``: ask for a reflection between answers (default True).
+    - ``feedback``: ``"binary"`` tells the model it was wrong and ends on success;
+      ``"none"`` says nothing about correctness, never ends early and grades every answer
+      (RISE without an oracle; requires ``reflect=False``).
+    - ``render_mode``: ``None`` or ``"ansi"``.
+    - Any further keyword is an option of the task (e.g. ``split``); unknown ones raise.
+
+    ## Version History
+
+    - v0: initial release.
+
+    Example:
+        >>> from rrr_env.env import ReflectRetryEnv
+        >>> env = ReflectRetryEnv("countdown", split="test")
+        >>> obs, info = env.reset(seed=0)
+        >>> info["phase"], info["attempt"], obs[-1]["role"]
+        ('attempt', 1, 'user')
+        >>> obs, reward, terminated, truncated, info = env.step("no idea")
+        >>> reward, terminated, info["phase"], info["verdict"].reason
+        (0.0, False, 'reflection', 'no_answer')
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        task: str | Task = "countdown",
+        *,
+        max_attempts: int = 2,
+        reflect: bool = True,
+        feedback: str = "binary",
+        render_mode: str | None = None,
+        **task_options: Any,
+    ) -> None:
+        if isinstance(task, Task):
+            if task_options:
+                raise TypeError(
+                    f"task options {sorted(task_options)} were given with a Task instance; "
+                    "configure the task object itself instead"
+                )
+            self.task = task
+        else:
+            self.task = make_task(task, **task_options)
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
+        if feedback not in FEEDBACK_MODES:
+            raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, got {feedback!r}")
+        if reflect and feedback == "none":
+            raise ValueError(
+                "reflect=True needs feedback='binary': the reflection request tells the model "
+                "its answer was wrong. Use reflect=False for RISE's no-oracle evaluation."
+            )
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.max_attempts = max_attempts
+        self.reflect = bool(reflect)
+        self.feedback = feedback
+        self.render_mode = render_mode
+
+        self.action_space = UnicodeText(MAX_ACTION_CHARS)
+        # Per answer at most: the answer, a request, a reflection and a re-posed task.
+        self.observation_space = Conversation(
+            max_messages=8 * max_attempts + 4, max_content_length=4 * MAX_ACTION_CHARS
+        )
+
+        self._item: Any = None
+        self._messages: list[Message] = []
+        self._phase: Phase = "done"
+        self._attempt = 0
+        self._verdicts: list[Verdict] = []
+        self._started = False
+
+    # -- gymnasium API -------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[list[Message], dict[str, Any]]:
+        """Start an episode on a random item, or on ``options["index"]``."""
+        super().reset(seed=seed)
+        options = {} if options is None else options
+        if not isinstance(options, dict):
+            raise TypeError(f"options must be a dict, got {type(options).__name__}")
+        unknown = set(options) - {"index"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; the only one is 'index'")
+        if "index" in options:
+            index = check_index(options["index"], len(self.task))
+        else:
+            index = int(self.np_random.integers(len(self.task)))
+        self._index = index
+        self._item = self.task[index]
+        self._messages = [dict(m) for m in self.task.prompt(self._item)]
+        self._phase = "attempt"
+        self._attempt = 1
+        self._verdicts = []
+        self._started = True
+        return self._observation(), self._info(None)
+
+    def step(self, action: str) -> tuple[list[Message], float, bool, bool, dict[str, Any]]:
+        """Record ``action`` as the answer or reflection the observation asked for."""
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        if self._phase == "done":
+            raise RuntimeError("the episode is over (terminated); call reset() to start another")
+        if not isinstance(action, str):
+            raise TypeError(f"the action must be a str (the model's text), got {type(action)}")
+        if len(action) > MAX_ACTION_CHARS:
+            raise ValueError(f"the action has {len(action)} characters; at most {MAX_ACTION_CHARS}")
+
+        self._messages.append({"role": "assistant", "content": action})
+        if self._phase == "reflection":
+            self._messages.extend(dict(m) for m in self.task.retry_prompt(self._item))
+            self._attempt += 1
+            self._phase = "retry"
+            return self._observation(), 0.0, False, False, self._info(None)
+
+        verdict = self.task.verify(self._item, action)
+        self._verdicts.append(verdict)
+        solved = verdict.correct and self.feedback == "binary"
+        if solved or self._attempt >= self.max_attempts:
+            self._phase = "done"
+        elif self.reflect:
+            self._messages.append({"role": "user", "content": self.task.reflection_request})
+            self._phase = "reflection"
+        else:
+            request = (
+                self.task.feedback_message if self.feedback == "binary" else NEUTRAL_RETRY_REQUEST
+            )
+            self._messages.append({"role": "user", "content": request})
+            self._attempt += 1
+            self._phase = "retry"
+        terminated = self._phase == "done"
+        return self._observation(), verdict.reward, terminated, False, self._info(verdict)
+
+    def render(self) -> str | None:
+        """With ``render_mode="ansi"``, the conversation as plain text."""
+        if self.render_mode != "ansi":
+            return None
+        return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in self._messages)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def item(self) -> Any:
+        """The item of the current episode."""
+        return self._item
+
+    @property
+    def phase(self) -> Phase:
+        """What the next action is: ``attempt``, ``reflection``, ``retry`` or ``done``."""
+        return self._phase
+
+    def _observation(self) -> list[Message]:
+        return copy.deepcopy(self._messages)
+
+    def _info(self, verdict: Verdict | None) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "phase": self._phase,
+            "attempt": self._attempt,
+            "item_id": self.task.item_id(self._item),
+            "index": self._index,
+            "verdicts": tuple(self._verdicts),
+        }
+        if verdict is not None:
+            info["verdict"] = verdict
+        tools = self.task.tools(self._item)
+        if tools is not None:
+            info["tools"] = copy.deepcopy(tools)
+        return info

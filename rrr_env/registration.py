@@ -1,0 +1,19 @@
+"""Every environment id of the package. Bump ``-vN`` when prompts, verifier or rewards change."""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+ENTRY_POINT = "rrr_env.env:ReflectRetryEnv"
+
+#: Environment id -> default keyword arguments of ``ReflectRetryEnv``.
+ENV_IDS: dict[str, dict[str, object]] = {
+    "rrr/Countdown-v0": {"task": "countdown"},
+}
+
+
+def register_all() -> None:
+    """Register every id in :data:`ENV_IDS` (idempotent)."""
+    for env_id, kwargs in ENV_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(kwargs))

@@ -1,0 +1,78 @@
+"""What every task provides to :class:`rrr_env.ReflectRetryEnv`."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, TypedDict
+
+import numpy as np
+
+from rrr_env.verdict import Verdict
+
+
+class Message(TypedDict):
+    """One chat message, as chat templates expect it."""
+
+    role: str
+    content: str
+
+
+class Task(abc.ABC):
+    """A verifiable task: its items, how to phrase them, and how to judge an answer.
+
+    Subclasses take their options as keyword-only constructor arguments and raise
+    ``ValueError`` with a fix-it message for bad values. Items are addressed by index
+    ``0 .. len(task) - 1`` and the same index always gives the same item.
+    """
+
+    #: Short name, as used by ``ReflectRetryEnv(task=...)``.
+    name: ClassVar[str]
+    #: The user turn that asks for a self-reflection after a wrong answer (RRR).
+    reflection_request: ClassVar[str] = (
+        "You tried solving the problem and got the wrong answer. Reflect on what went wrong "
+        "and write a short explanation that will help you do better next time."
+    )
+    #: The user turn that tells the model it was wrong, without reflection (RISE's oracle).
+    feedback_message: ClassVar[str] = "The answer is incorrect. Please try again."
+    #: The reasons a verdict of this task can carry, ``"ok"`` first.
+    reasons: ClassVar[tuple[str, ...]]
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of items."""
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> Any:
+        """The item at ``index``."""
+
+    @abc.abstractmethod
+    def item_id(self, item: Any) -> str:
+        """A stable identifier of ``item``."""
+
+    @abc.abstractmethod
+    def prompt(self, item: Any) -> list[Message]:
+        """The messages that pose ``item`` for the first attempt."""
+
+    def retry_prompt(self, item: Any) -> list[Message]:
+        """The messages that pose ``item`` again after a reflection.
+
+        The default repeats the user turns of :meth:`prompt`, as the RRR paper does.
+        """
+        return [m for m in self.prompt(item) if m["role"] == "user"]
+
+    @abc.abstractmethod
+    def verify(self, item: Any, response: str) -> Verdict:
+        """Judge ``response`` to ``item``. Never raises on any string; bounded cost."""
+
+    def tools(self, item: Any) -> list[dict[str, Any]] | None:
+        """Tool schemas to pass to a chat template for ``item``, if the task has tools."""
+        return None
+
+
+def check_index(index: Any, size: int) -> int:
+    """Return ``index`` as an int, or raise a clear error when it does not address an item."""
+    if isinstance(index, bool) or not isinstance(index, int | np.integer):
+        raise TypeError(f"item index must be an int, got {type(index).__name__}")
+    if not 0 <= index < size:
+        raise IndexError(f"item index {index} out of range for a task of {size} items")
+    return int(index)

@@ -1,0 +1,1 @@
+"""Pure verifiers ``(response, item data) -> Verdict``. None evaluates model text as code."""
