@@ -7,7 +7,6 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +27,7 @@ SPLITS = ("train", "test")
 #: Share of all (numbers, target) keys that belong to the test split.
 TEST_SHARE_PERCENT = 10
 DEFAULT_SIZES = {"train": 10_000, "test": 1_000}
+MAX_CACHED_ITEMS = 100_000  # generated items kept in memory (a few hundred bytes each)
 MAX_DRAWS = 10_000  # per generated item, before concluding the configuration is infeasible
 
 
@@ -126,7 +126,7 @@ class CountdownTask(Task):
         if source == "generator":
             self.split = split or "train"
             self._size = size or DEFAULT_SIZES[self.split]
-            self._generate = lru_cache(maxsize=65_536)(self._generate_uncached)
+            self._cache: dict[int, CountdownItem] = {}
             self[0]  # fail now, with a clear message, if the ranges admit no solvable item
         else:
             rows = _read_jsonl(Path(path)) if source == "jsonl" else _read_hub()
@@ -152,7 +152,7 @@ class CountdownTask(Task):
                 break
         return items
 
-    def _generate_uncached(self, index: int) -> CountdownItem:
+    def _generate(self, index: int) -> CountdownItem:
         # TinyZero-like: draw the numbers, then a target among the integers they can reach
         # (so every item is solvable), keeping only targets whose problem hashes to our split.
         rng = random.Random(f"rrr-countdown:{self.seed}:{self.split}:{index}")
@@ -182,7 +182,12 @@ class CountdownTask(Task):
         index = check_index(index, self._size)
         if self._items is not None:
             return self._items[index]
-        return self._generate(index)
+        item = self._cache.get(index)
+        if item is None:
+            item = self._generate(index)
+            if len(self._cache) < MAX_CACHED_ITEMS:
+                self._cache[index] = item
+        return item
 
     def item_id(self, item: CountdownItem) -> str:
         return item.id

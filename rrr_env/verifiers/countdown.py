@@ -50,7 +50,7 @@ _REPLACEMENTS = (
 )
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _ALLOWED = re.compile(r"[0-9+\-*/()\s]*")
-_INT_LITERAL = re.compile(r"\s*\d+\s*")
+_INT_LITERAL = re.compile(r"\s*\d{1,12}\s*")
 
 
 def normalise(expression: str) -> str:
@@ -68,17 +68,17 @@ def normalise(expression: str) -> str:
     return expression.strip()
 
 
-def _split_equation(text: str) -> str | None:
-    """``a = b`` -> the side that is not a bare integer; ``None`` if ambiguous."""
+def _split_equation(text: str) -> tuple[str, int | None] | None:
+    """``a = b`` -> (the side that is not a bare integer, that integer); ``None`` if ambiguous."""
     sides = text.split("=")
     if len(sides) == 1:
-        return text.strip()
+        return text.strip(), None
     if len(sides) == 2:
         left, right = sides
         if _INT_LITERAL.fullmatch(right):
-            return left.strip()
+            return left.strip(), int(right)
         if _INT_LITERAL.fullmatch(left):
-            return right.strip()
+            return right.strip(), int(left)
     return None
 
 
@@ -169,9 +169,10 @@ def verify(response: str, numbers: Sequence[int], target: int) -> Verdict:
         return Verdict(False, "no_answer")
     if len(boxed) > MAX_BOXED_CHARS:
         return Verdict(False, "invalid_expression", details={"error": "answer too long"})
-    expression = _split_equation(normalise(boxed))
-    if expression is None:
+    equation = _split_equation(normalise(boxed))
+    if equation is None:
         return Verdict(False, "invalid_expression", details={"error": "ambiguous equation"})
+    expression, claimed = equation
     try:
         value, literals, canonical = parse_expression(expression)
     except ValueError as error:
@@ -179,6 +180,6 @@ def verify(response: str, numbers: Sequence[int], target: int) -> Verdict:
     details = {"value": str(value), "numbers_used": sorted(literals)}
     if Counter(literals) != Counter(int(n) for n in numbers):
         return Verdict(False, "wrong_numbers", canonical, details)
-    if value != target:
+    if value != target or (claimed is not None and claimed != target):
         return Verdict(False, "missed_target", canonical, details)
     return Verdict(True, "ok", canonical, details)

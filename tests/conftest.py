@@ -1,0 +1,17 @@
+"""Shared fixtures: paths to the real data that sits beside the repository in ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tinyzero_test_path() -> Path:
+    path = SHARED_DATA / "countdown" / "tinyzero_test.jsonl"
+    if not path.is_file():
+        pytest.skip(f"TinyZero Countdown test set not found at {path}")
+    return path

@@ -1,0 +1,231 @@
+"""ReflectRetryEnv over every registered id: Gymnasium conformance and the phase machine."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import rrr_env
+from rrr_env import ENV_IDS, ReflectRetryEnv
+from rrr_env.env import NEUTRAL_RETRY_REQUEST
+from rrr_env.tasks.countdown import CountdownTask
+
+gym.register_envs(rrr_env)
+
+# Ids whose data needs files or packages that a test machine may lack get their options here.
+ENV_OPTIONS: dict[str, dict] = {}
+
+
+def make(env_id: str, **kwargs):
+    return gym.make(env_id, **{**ENV_OPTIONS.get(env_id, {}), **kwargs})
+
+
+@pytest.fixture(scope="module")
+def countdown_task() -> CountdownTask:
+    return CountdownTask(split="test", size=50)
+
+
+def correct_answer(item) -> str:
+    return f"Let me think. \\boxed{{{item.solution}}}"
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_check_env_passes_without_warnings(env_id):
+    env = make(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env.unwrapped)
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_reset_with_seed_is_deterministic(env_id):
+    first = make(env_id)
+    second = make(env_id)
+    obs_a, info_a = first.reset(seed=123)
+    obs_b, info_b = second.reset(seed=123)
+    assert obs_a == obs_b
+    assert info_a["item_id"] == info_b["item_id"]
+    seen = {make(env_id).reset(seed=s)[1]["item_id"] for s in range(8)}
+    assert len(seen) > 1, "different seeds should pose different items"
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_env_pickles_mid_episode(env_id):
+    env = make(env_id).unwrapped
+    obs, _ = env.reset(seed=3)
+    env.step("no answer here")
+    clone = pickle.loads(pickle.dumps(env))
+    assert clone.phase == env.phase
+    assert clone.step("a reflection")[0] == env.step("a reflection")[0]
+
+
+def test_gym_make_with_module_prefix_needs_no_import():
+    env = gym.make("rrr_env:rrr/Countdown-v0")
+    assert isinstance(env.unwrapped, ReflectRetryEnv)
+
+
+def test_correct_first_attempt_ends_with_reward_one(countdown_task):
+    env = ReflectRetryEnv(countdown_task)
+    obs, info = env.reset(options={"index": 0})
+    assert (info["phase"], info["attempt"]) == ("attempt", 1)
+    assert [m["role"] for m in obs] == ["system", "user"]
+    obs, reward, terminated, truncated, info = env.step(correct_answer(env.item))
+    assert (reward, terminated, truncated) == (1.0, True, False)
+    assert info["phase"] == "done" and info["verdict"].correct
+    assert info["verdicts"] == (info["verdict"],)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step("again")
+
+
+def test_wrong_then_right_goes_through_reflection(countdown_task):
+    env = ReflectRetryEnv(countdown_task)
+    obs, _ = env.reset(options={"index": 1})
+    user_prompt = obs[1]["content"]
+
+    obs, reward, terminated, _, info = env.step("\\boxed{1 + 2}")
+    assert (reward, terminated) == (0.0, False)
+    assert (info["phase"], info["attempt"]) == ("reflection", 1)
+    assert info["verdict"].reason == "wrong_numbers"
+    assert obs[-2] == {"role": "assistant", "content": "\\boxed{1 + 2}"}
+    assert obs[-1] == {"role": "user", "content": countdown_task.reflection_request}
+
+    obs, reward, terminated, _, info = env.step("I used numbers I was not given.")
+    assert (reward, terminated) == (0.0, False)
+    assert (info["phase"], info["attempt"]) == ("retry", 2)
+    assert "verdict" not in info
+    assert obs[-2]["content"] == "I used numbers I was not given."
+    assert obs[-1] == {"role": "user", "content": user_prompt}, "the retry repeats the prompt"
+
+    obs, reward, terminated, _, info = env.step(correct_answer(env.item))
+    assert (reward, terminated) == (1.0, True)
+    assert info["phase"] == "done"
+    assert [v.correct for v in info["verdicts"]] == [False, True]
+    roles = ["system", "user", "assistant", "user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in obs] == roles
+
+
+def test_wrong_wrong_ends_after_last_attempt(countdown_task):
+    env = ReflectRetryEnv(countdown_task, max_attempts=2)
+    env.reset(options={"index": 2})
+    rewards = [env.step(text)[1] for text in ("\\boxed{2 +}", "reflection")]
+    _, reward, terminated, _, info = env.step("still no box")
+    assert rewards + [reward] == [0.0, 0.0, 0.0]
+    assert terminated and info["phase"] == "done"
+    assert [v.reason for v in info["verdicts"]] == ["invalid_expression", "no_answer"]
+
+
+def test_three_attempts_repeat_reflection_and_retry(countdown_task):
+    env = ReflectRetryEnv(countdown_task, max_attempts=3)
+    env.reset(options={"index": 3})
+    phases = []
+    for text in ("x", "r1", "y", "r2"):
+        phases.append(env.step(text)[4]["phase"])
+    assert phases == ["reflection", "retry", "reflection", "retry"]
+    _, _, terminated, _, info = env.step("z")
+    assert terminated and info["attempt"] == 3
+
+
+def test_rise_mode_binary_feedback(countdown_task):
+    env = ReflectRetryEnv(countdown_task, reflect=False, max_attempts=3)
+    env.reset(options={"index": 4})
+    obs, reward, terminated, _, info = env.step("\\boxed{1}")
+    assert (reward, terminated, info["phase"], info["attempt"]) == (0.0, False, "retry", 2)
+    assert obs[-1] == {"role": "user", "content": countdown_task.feedback_message}
+    obs, reward, terminated, _, info = env.step(correct_answer(env.item))
+    assert (reward, terminated) == (1.0, True)
+
+
+def test_rise_mode_without_feedback_grades_every_turn_and_never_ends_early(countdown_task):
+    env = ReflectRetryEnv(countdown_task, reflect=False, feedback="none", max_attempts=3)
+    env.reset(options={"index": 5})
+    good = correct_answer(env.item)
+    results = [env.step(text) for text in (good, "\\boxed{1}", good)]
+    assert [r[1] for r in results] == [1.0, 0.0, 1.0]
+    assert [r[2] for r in results] == [False, False, True]
+    last_obs, info = results[-1][0], results[-1][4]
+    assert [v.correct for v in info["verdicts"]] == [True, False, True]
+    requests = [m["content"] for m in last_obs if m["role"] == "user"][1:]
+    assert requests == [NEUTRAL_RETRY_REQUEST] * 2, "no correctness leaks into the conversation"
+
+
+def test_same_index_gives_same_item_for_a_grpo_group(countdown_task):
+    ids = {
+        ReflectRetryEnv(countdown_task).reset(seed=s, options={"index": 7})[1]["item_id"]
+        for s in range(4)
+    }
+    assert ids == {countdown_task[7].id}
+
+
+def test_observations_are_fresh_objects(countdown_task):
+    env = ReflectRetryEnv(countdown_task)
+    obs, _ = env.reset(options={"index": 0})
+    obs[0]["content"] = "tampered"
+    obs.append({"role": "user", "content": "injected"})
+    obs2, *_ = env.step("x")
+    assert obs2[0]["content"] != "tampered"
+    assert all(m["content"] != "injected" for m in obs2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_attempts": 0}, ValueError, "max_attempts"),
+        ({"feedback": "oracle"}, ValueError, "feedback"),
+        ({"feedback": "none"}, ValueError, "reflect=False"),
+        ({"render_mode": "human"}, ValueError, "render_mode"),
+        ({"splt": "test"}, TypeError, "splt"),
+        ({"task": "chess"}, ValueError, "unknown task"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        gym.make("rrr/Countdown-v0", **kwargs)
+
+
+def test_bad_actions_and_options_raise(countdown_task):
+    env = ReflectRetryEnv(countdown_task)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step("too early")
+    with pytest.raises(ValueError, match="index"):
+        env.reset(options={"item": 3})
+    with pytest.raises(IndexError, match="out of range"):
+        env.reset(options={"index": 10_000})
+    with pytest.raises(TypeError, match="int"):
+        env.reset(options={"index": "3"})
+    env.reset(seed=0)
+    with pytest.raises(TypeError, match="str"):
+        env.step(42)
+
+
+def test_render_ansi_shows_the_conversation(countdown_task):
+    env = ReflectRetryEnv(countdown_task, render_mode="ansi")
+    env.reset(options={"index": 0})
+    env.step("my attempt")
+    text = env.render()
+    assert "[assistant]\nmy attempt" in text and countdown_task.reflection_request in text
+
+
+def test_sync_vector_env_returns_text():
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("rrr/Countdown-v0") for _ in range(2)])
+    obs, info = envs.reset(seed=[0, 1])
+    assert isinstance(obs, tuple) and len(obs) == 2
+    assert obs[0][1]["content"].startswith("Using the numbers")
+    obs, rewards, terminated, truncated, info = envs.step(("\\boxed{1}", "\\boxed{2}"))
+    assert list(rewards) == [0.0, 0.0]
+    assert obs[1][-1]["content"] == CountdownTask.reflection_request
+
+
+def test_async_vector_env_default_raises_clear_error_and_works_without_shared_memory():
+    fns = [lambda: gym.make("rrr/Countdown-v0") for _ in range(2)]
+    with pytest.raises(ValueError, match="shared_memory=False"):
+        gym.vector.AsyncVectorEnv(fns)
+    envs = gym.vector.AsyncVectorEnv(fns, shared_memory=False)
+    try:
+        obs, _ = envs.reset(seed=[0, 1])
+        assert obs[0][1]["content"].startswith("Using the numbers")
+    finally:
+        envs.close()
