@@ -1,0 +1,1 @@
+"""agents: model loading, batched rollouts, evaluation and the RRR-GRPO / RISE-AWR trainers."""
