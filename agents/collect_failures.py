@@ -170,22 +170,20 @@ def write_dataset(rows: list[dict[str, Any]], output: Path) -> Any:
     return dataset
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Command-line entry point."""
+def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) the collection described by ``args`` and write the dataset.
+
+    Returns:
+        The dataset rows, one per kept failure, in query order.
+    """
     from tqdm.auto import tqdm
-    from trl import TrlParser
 
-    from agents.backends import TransformersBackend
-    from agents.models import load_model_and_tokenizer
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    (args,) = TrlParser((CollectArgs,)).parse_args_and_config(argv)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "batch_size")}
     config_path = output / "config.json"
     if config_path.exists() and json.loads(config_path.read_text()) != config:
-        raise SystemExit(f"{output} holds a different collection; pass another --output-dir")
+        raise ValueError(f"{output} holds a different collection; pass another --output-dir")
     config_path.write_text(json.dumps(config, indent=2))
 
     options = args.env_options()
@@ -194,10 +192,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
     progress_path = output / "progress.jsonl"
     done = read_progress(progress_path)
     todo = [i for i in indices if i not in done]
-    model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
-    backend = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=args.seed)
     sampling = SamplingParams(args.max_new_tokens, args.temperature, args.top_p)
-    with tqdm(total=len(indices), initial=len(indices) - len(todo), desc="queries") as bar:
+    bar = tqdm(
+        total=len(indices), initial=len(indices) - len(todo), desc="queries", disable=not progress
+    )
+    with bar:
         for start in range(0, len(todo), args.chunk_queries):
             chunk = todo[start : start + args.chunk_queries]
             records = collect_query_records(
@@ -215,9 +214,24 @@ def main(argv: Sequence[str] | None = None) -> Path:
     done = read_progress(progress_path)
     rows = failure_rows([done[i] for i in indices])
     write_dataset(rows, output)
-    kept = sum(1 for i in indices if done[i]["failures"])
-    print(f"{len(rows)} failures from {kept}/{len(indices)} queries -> {output}/failures.jsonl")
-    return output
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Command-line entry point."""
+    from trl import TrlParser
+
+    from agents.backends import TransformersBackend
+    from agents.models import load_model_and_tokenizer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    (args,) = TrlParser((CollectArgs,)).parse_args_and_config(argv)
+    model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
+    backend = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=args.seed)
+    rows = collect(args, backend)
+    queries = len({row["index"] for row in rows})
+    print(f"{len(rows)} failures from {queries} queries -> {args.output_dir}/failures.jsonl")
+    return rows
 
 
 if __name__ == "__main__":
