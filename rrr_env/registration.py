@@ -9,6 +9,7 @@ ENTRY_POINT = "rrr_env.env:ReflectRetryEnv"
 #: Environment id -> default keyword arguments of ``ReflectRetryEnv``.
 ENV_IDS: dict[str, dict[str, object]] = {
     "rrr/Countdown-v0": {"task": "countdown"},
+    "rrr/GSM8K-v0": {"task": "gsm8k"},
 }
 
 

@@ -11,6 +11,7 @@ from rrr_env.tasks.base import Message, Task
 #: Task name -> "module:Class". Importing a task module happens only when it is used.
 TASKS: dict[str, str] = {
     "countdown": "rrr_env.tasks.countdown:CountdownTask",
+    "gsm8k": "rrr_env.tasks.gsm8k:GSM8KTask",
 }
 
 
