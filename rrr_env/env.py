@@ -224,7 +224,10 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
         return self._phase
 
     def _observation(self) -> list[Message]:
-        return copy.deepcopy(self._messages)
+        # A fresh list of fresh dicts: the caller may mutate it without touching the env.
+        # Message values are immutable str (the observation space admits nothing else), so
+        # this equals a deepcopy at a fraction of its cost (deepcopy was ~40% of an episode).
+        return [dict(m) for m in self._messages]
 
     def _info(self, verdict: Verdict | None) -> dict[str, Any]:
         info: dict[str, Any] = {

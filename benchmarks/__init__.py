@@ -1,0 +1,1 @@
+"""Benchmark scripts: each writes raw JSONL and a markdown table under benchmarks/results/."""
