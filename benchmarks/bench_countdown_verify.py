@@ -459,7 +459,9 @@ def render(jsonl: Path, markdown: Path) -> str:
     lines += [
         "",
         "First call of each answer (its first warm-up call, when the string is new to both "
-        "checkers; sympy's cache may still hold parts of it from other answers):",
+        "checkers). Each checker's first call follows the other checker's calls, so it also "
+        "pays for cache lines the other evicted (sympy evicts far more than rrr does), and "
+        "sympy's own cache may hold parts of the expression from earlier answers:",
         "",
         "| answers | rrr first call median us | sympy first call median us | sympy / rrr |",
         "|---|---:|---:|---:|",
@@ -470,6 +472,7 @@ def render(jsonl: Path, markdown: Path) -> str:
             f"| {row['kind']} | {a['median']:.1f} | {b['median']:.1f} "
             f"| {row['ratio_first_call_median']:.1f}x |"
         )
+    shares = ", ".join(f"{r['kind']} {r['cpu_share']:.2f}" for r in rows if "cpu_share" in r)
     met = ours <= GOAL_MEDIAN_US
     ratio_met = ratio >= GOAL_RATIO
     lines += [
@@ -479,6 +482,9 @@ def render(jsonl: Path, markdown: Path) -> str:
         f"**{ratio:.1f}x, {'met' if ratio_met else 'missed'}**. Disagreements on correctness: "
         f"{pooled['disagreements']}; verdicts with a reason other than the kind's: "
         f"{pooled['unexpected_reasons']}.",
+        "",
+        f"CPU share while timing (process CPU time / wall time): {shares}; below 1 means other "
+        "processes on the machine took the core from the benchmark part of the time.",
         "",
     ]
     text = "\n".join(lines)

@@ -179,6 +179,9 @@ def summarise(
                 "episodes_per_s_median": round(statistics.median(rates), 1),
                 "episodes_per_s_min": round(min(rates), 1),
                 "episodes_per_s_max": round(max(rates), 1),
+                "episodes_per_cpu_s_median": round(
+                    statistics.median(r["episodes_per_cpu_s"] for r in group), 1
+                ),
                 "us_per_episode_median": round(us, 3),
                 "verify_us_per_episode_median": round(verify_us[policy], 3),
                 "env_overhead_us_per_episode": round(us - verify_us[policy], 3),
@@ -233,6 +236,7 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
                     # Below 1.0 when other processes took the core from this one.
                     "cpu_share": round(cpu_seconds / seconds, 3),
                     "episodes_per_s": round(len(plan) / seconds, 1),
+                    "episodes_per_cpu_s": round(len(plan) / cpu_seconds, 1),
                     "us_per_episode": round(seconds / len(plan) * 1e6, 3),
                     **common,
                 }
@@ -275,8 +279,9 @@ def render(jsonl: Path, markdown: Path) -> str:
         "## Episodes",
         "",
         "| env | policy | steps | episodes/s median (min-max) | us / episode | "
-        "verify us / episode | env overhead us / episode | goal |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "verify us / episode | env overhead us / episode | episodes / CPU s | min CPU share "
+        "| goal |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in episodes:
         rate = row["episodes_per_s_median"]
@@ -286,6 +291,7 @@ def render(jsonl: Path, markdown: Path) -> str:
             f"{row['episodes_per_s_max']:,.0f}) | {row['us_per_episode_median']:.1f} | "
             f"{row['verify_us_per_episode_median']:.1f} | "
             f"{row['env_overhead_us_per_episode']:.1f} | "
+            f"{row['episodes_per_cpu_s_median']:,.0f} | {row['cpu_share_min']:.2f} | "
             f"{'met' if rate >= GOAL_EPISODES_PER_S else 'missed'} |"
         )
     if episodes:
@@ -293,7 +299,11 @@ def render(jsonl: Path, markdown: Path) -> str:
         lines += [
             "",
             f"{first['rounds']} interleaved rounds of {first['episodes_per_round']:,} episodes "
-            f"each per row. Goal (issue 2): >= {GOAL_EPISODES_PER_S:,} episodes/s on one core.",
+            f"each per row. Goal (issue 2): >= {GOAL_EPISODES_PER_S:,} episodes/s on one core. "
+            "Episodes/s is wall-clock (the goal's measure); episodes / CPU s divides by the "
+            "process's CPU time instead. CPU share is CPU time / wall time of a round; below 1 "
+            "means other processes on the machine took the core from the benchmark part of the "
+            "time.",
         ]
     lines += [
         "",
@@ -321,7 +331,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1_000, help="items to generate and cycle")
     parser.add_argument("--episodes", type=int, default=5_000, help="episodes per round")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds per env and policy")
+    parser.add_argument("--rounds", type=int, default=11, help="rounds per env and policy")
     parser.add_argument("--seed", type=int, default=0, help="seed of the wrong answers")
     parser.add_argument("--cpu", type=int, default=None, help="pin the process to this core")
     parser.add_argument("--profile", type=int, default=0, help="print the top N cProfile rows")
