@@ -10,6 +10,8 @@ ENTRY_POINT = "rrr_env.env:ReflectRetryEnv"
 ENV_IDS: dict[str, dict[str, object]] = {
     "rrr/Countdown-v0": {"task": "countdown"},
     "rrr/GSM8K-v0": {"task": "gsm8k"},
+    "rrr/FunctionCalling-v0": {"task": "function_calling"},
+    "rrr/BFCL-v0": {"task": "bfcl"},
 }
 
 

@@ -12,6 +12,8 @@ from rrr_env.tasks.base import Message, Task
 TASKS: dict[str, str] = {
     "countdown": "rrr_env.tasks.countdown:CountdownTask",
     "gsm8k": "rrr_env.tasks.gsm8k:GSM8KTask",
+    "function_calling": "rrr_env.tasks.function_calling:FunctionCallingTask",
+    "bfcl": "rrr_env.tasks.bfcl:BFCLTask",
 }
 
 
