@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Offline machines read GSM8K from the shared copy of the original files (the hub otherwise).
+if (SHARED_DATA / "gsm8k").is_dir():
+    os.environ.setdefault("RRR_GSM8K_DIR", str(SHARED_DATA / "gsm8k"))
 
 
 @pytest.fixture(scope="session")

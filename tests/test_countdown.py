@@ -133,7 +133,13 @@ def test_jsonl_loader_with_split_and_size(tmp_path, tinyzero_test_path):
 def test_correct_answers_in_common_notations(answer):
     verdict = verify(f"Reasoning... so \\boxed{{{answer}}}.", NUMS, TARGET)
     assert verdict.correct and verdict.reason == "ok"
-    assert verdict.answer == "96 - 74 + 37 - 7"
+    assert verdict.answer.replace("(", "").replace(")", "") == "96-74+37-7"
+
+
+def test_canonical_answer_ignores_spacing_and_notation():
+    spaced = verify("\\boxed{ 96 -74+ 37 - 7 }", NUMS, TARGET).answer
+    latex = verify("\\boxed{96 - 74 + 37 - 7 = 52}", NUMS, TARGET).answer
+    assert spaced == latex == "96-74+37-7"
 
 
 def test_operator_notations_are_normalised():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -17,7 +18,10 @@ from rrr_env.tasks.countdown import CountdownTask
 gym.register_envs(rrr_env)
 
 # Ids whose data needs files or packages that a test machine may lack get their options here.
-ENV_OPTIONS: dict[str, dict] = {}
+FIXTURES = Path(__file__).parent / "fixtures"
+ENV_OPTIONS: dict[str, dict] = {
+    "rrr/FunctionCalling-v0": {"data": str(FIXTURES / "xlam_sample.jsonl")},
+}
 
 
 def make(env_id: str, **kwargs):
