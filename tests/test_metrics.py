@@ -60,7 +60,8 @@ def test_rise_metrics_by_hand():
     assert metrics["items"] == 2 and metrics["episodes"] == 6
     assert math.isclose(metrics["m1@t1"], 1 / 6)
     assert metrics["m3@t1"] == 0.0  # item 0 turn-1 answers r, w, w -> w (wrong)
-    assert math.isclose(metrics["m1@t3"], 2 / 6)  # majority over turns: r,w,r ok; w,w,r no; w,r,r ok
+    # majority over turns: (r, w, r) right; (w, w, r) wrong; (w, r, r) right; item 1 wrong
+    assert math.isclose(metrics["m1@t3"], 2 / 6)
     assert math.isclose(metrics["p1@t3"], 3 / 6)
     assert metrics["accuracy_by_turn"] == [1 / 6, 1 / 6, 3 / 6]
     assert metrics["right_to_wrong"] == 1
