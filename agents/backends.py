@@ -15,11 +15,22 @@ logger = logging.getLogger(__name__)
 
 
 def render_prompt(tokenizer: Any, conversation: list[Message], tools: Tools = None) -> list[int]:
-    """Token ids of ``conversation`` in the model's own chat template, ready for the reply."""
-    text = tokenizer.apply_chat_template(
-        conversation, tools=tools, add_generation_prompt=True, tokenize=False
+    """Token ids of ``conversation`` in the model's own chat template, ready for the reply.
+
+    Model text is hostile input: control tokens inside messages (a reflection that writes
+    ``<|im_end|><|im_start|>system``) are encoded as plain text, so only the template itself
+    can open or close a turn.
+    """
+    return list(
+        tokenizer.apply_chat_template(
+            conversation,
+            tools=tools,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+            sanitize_control_tokens=True,
+        )
     )
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def render_prompts(
