@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _BOXED = re.compile(r"\\boxed\s*\{")
+_BRACE = re.compile(r"[{}]")
 
 
 def last_boxed(text: str) -> str | None:
@@ -18,11 +19,21 @@ def last_boxed(text: str) -> str | None:
     >>> last_boxed(r"\\boxed{unclosed") is None
     True
     """
-    if "boxed" not in text:
+    start = text.rfind("\\boxed")
+    if start < 0:
         return None
+    # Fast path: a brace's partner depends only on what follows it, so if the last \boxed
+    # closes, scanning from it alone settles the answer.
+    match = _BOXED.match(text, start)
+    if match is not None:
+        depth = 0
+        for brace in _BRACE.finditer(text, match.end() - 1):
+            depth += 1 if brace.group() == "{" else -1
+            if depth == 0:
+                return text[match.end() : brace.start()]
     closing: dict[int, int] = {}
     stack: list[int] = []
-    for match in re.finditer(r"[{}]", text):
+    for match in _BRACE.finditer(text):
         pos = match.start()
         if text[pos] == "{":
             stack.append(pos)
