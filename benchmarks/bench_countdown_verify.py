@@ -14,17 +14,11 @@ by a regex to the given ones). The baseline only ever parses the answers generat
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import random
 import re
-import shlex
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,25 +27,25 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import sympy
 from sympy.parsing.sympy_parser import parse_expr
 
+from benchmarks.common import (
+    REPO,
+    add_output_arguments,
+    command_line,  # noqa: F401 - still imported from here by benchmarks/signal_search.py
+    machine_line,
+    resolve_out_dir,
+    run_main,
+    summary_us,
+    tqdm,
+    write_row,
+)
+from benchmarks.common import machine_info as _machine_info
 from rrr_env.tasks.countdown_solver import solve
 from rrr_env.verifiers.countdown import verify
 
-try:
-    from tqdm import tqdm
-except ImportError:  # progress bars are optional
-
-    def tqdm(iterable, **_kwargs):
-        return iterable
-
-
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "countdown"
 DATA_FILE = "tinyzero_test.jsonl"
-RESULTS = Path(__file__).resolve().parent / "results"
-QUICK_RESULTS = Path(tempfile.gettempdir()) / "rrr-benchmarks"
 NAME = "countdown_verify"
 KINDS = ("correct", "missed_target", "wrong_numbers", "invalid")
 EXPECTED_REASON = {
@@ -60,7 +54,8 @@ EXPECTED_REASON = {
     "wrong_numbers": "wrong_numbers",
     "invalid": "invalid_expression",
 }
-#: The code whose speed is measured; uncommitted changes to it are flagged in the results.
+#: The code whose speed is measured (here and in bench_env); uncommitted changes to it are
+#: flagged in the results.
 MEASURED_CODE = (
     "rrr_env/env.py",
     "rrr_env/spaces.py",
@@ -71,108 +66,22 @@ MEASURED_CODE = (
     "rrr_env/verifiers/boxed.py",
     "rrr_env/verifiers/countdown.py",
     "benchmarks/__init__.py",
+    "benchmarks/common.py",
     "benchmarks/bench_countdown_verify.py",
     "benchmarks/bench_env.py",
 )
+#: The packages whose versions are reported with the machine (here and in bench_env).
+PACKAGES = ("sympy", "gymnasium", "numpy")
 GOAL_MEDIAN_US = 20.0  # issue 2
 GOAL_RATIO = 25.0  # issue 2
 
 
-# -- shared with bench_env ----------------------------------------------------------------
+# -- machine ------------------------------------------------------------------------------
 
 
 def machine_info() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    import gymnasium
-    import numpy
-
-    cpu_model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", *MEASURED_CODE],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, ""
-    return {
-        "processor": platform.processor(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": sorted(os.sched_getaffinity(0)),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "packages": {
-            "sympy": sympy.__version__,
-            "gymnasium": gymnasium.__version__,
-            "numpy": numpy.__version__,
-        },
-        "git_commit": commit,
-        "git_dirty": bool(dirty),
-        "git_dirty_files": [line[3:] for line in dirty.splitlines()],
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def machine_line(machine: dict[str, Any]) -> str:
-    """One markdown line describing the machine of a run."""
-    commit = (machine["git_commit"] or "unknown")[:12]
-    if machine["git_dirty"]:
-        commit += " (uncommitted changes)"
-    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
-    return (
-        f"{machine['cpu_model']} ({machine['cpu_count']} CPUs, affinity "
-        f"{machine['cpu_affinity']}, load {machine['load_average_1m']} at start), "
-        f"{machine['platform']}, Python {machine['python']}, {packages}; "
-        f"commit {commit}; {machine['date']}"
-    )
-
-
-def command_line(module: str, argv: Sequence[str]) -> str:
-    """The command that reproduces this run."""
-    return " ".join(["python", "-m", module, *map(shlex.quote, argv)])
-
-
-def pin_cpu(cpu: int | None) -> None:
-    """Run on one given core (``--cpu``); the measured code is single-threaded anyway."""
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-
-
-def write_row(handle, row: dict[str, Any]) -> None:
-    """Append one JSON row and flush, so an interrupted run keeps what it measured."""
-    handle.write(json.dumps(row, sort_keys=True) + "\n")
-    handle.flush()
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def summary_us(samples_ns: Sequence[int]) -> dict[str, float]:
-    """Median, 10th / 90th percentile, mean and minimum of per-call timings, in microseconds."""
-    deciles = statistics.quantiles(samples_ns, n=10) if len(samples_ns) > 1 else [samples_ns[0]] * 9
-    return {
-        "median": round(statistics.median(samples_ns) / 1e3, 3),
-        "p10": round(deciles[0] / 1e3, 3),
-        "p90": round(deciles[-1] / 1e3, 3),
-        "mean": round(statistics.fmean(samples_ns) / 1e3, 3),
-        "min": round(min(samples_ns) / 1e3, 3),
-    }
+    """What the numbers were measured on (the Countdown code and packages)."""
+    return _machine_info(MEASURED_CODE, PACKAGES)
 
 
 # -- the answers --------------------------------------------------------------------------
@@ -438,8 +347,7 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
 # -- report -------------------------------------------------------------------------------
 
 
-def render(jsonl: Path, markdown: Path) -> str:
-    rows = read_rows(jsonl)
+def render(rows: list[dict[str, Any]]) -> str:
     first, pooled = rows[0], rows[-1]
     ours, ratio = pooled["ours_us"]["median"], pooled["ratio_median"]
     lines = [
@@ -502,9 +410,7 @@ def render(jsonl: Path, markdown: Path) -> str:
         "processes on the machine took the core from the benchmark part of the time.",
         "",
     ]
-    text = "\n".join(lines)
-    markdown.write_text(text, encoding="utf-8")
-    return text
+    return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -517,32 +423,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per answer first")
     parser.add_argument("--seed", type=int, default=0, help="seed of the wrong answers")
     parser.add_argument("--cpu", type=int, default=None, help="pin the process to this core")
-    parser.add_argument("--out-dir", type=Path, default=None, help=f"default {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="100 items, 5 repeats, temp dir")
-    parser.add_argument(
-        "--render-only", action="store_true", help="rewrite the markdown from the JSONL"
-    )
+    add_output_arguments(parser, "100 items, 5 repeats, temp dir")
     args = parser.parse_args(argv)
     if args.quick:
         args.items = 100 if args.items is None else args.items
         args.repeats, args.warmup = 5, 1
-    if args.out_dir is None:
-        args.out_dir = QUICK_RESULTS if args.quick else RESULTS
+    resolve_out_dir(args)
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    jsonl, markdown = args.out_dir / f"{NAME}.jsonl", args.out_dir / f"{NAME}.md"
-    if not args.render_only:
-        pin_cpu(args.cpu)
-        run(args, jsonl, command_line("benchmarks.bench_countdown_verify", argv))
-    print(render(jsonl, markdown))
-    print(f"wrote {jsonl} and {markdown}")
+    run_main("benchmarks.bench_countdown_verify", NAME, parse_args, run, render, argv)
 
 
 if __name__ == "__main__":

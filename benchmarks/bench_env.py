@@ -19,7 +19,6 @@ import cProfile
 import pstats
 import random
 import statistics
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -29,16 +28,13 @@ from typing import Any
 import gymnasium as gym
 
 import rrr_env
-from benchmarks.bench_countdown_verify import (
-    QUICK_RESULTS,
-    RESULTS,
-    command_line,
+from benchmarks.bench_countdown_verify import MEASURED_CODE, PACKAGES, missed_target, respond
+from benchmarks.common import (
+    add_output_arguments,
     machine_info,
     machine_line,
-    missed_target,
-    pin_cpu,
-    read_rows,
-    respond,
+    resolve_out_dir,
+    run_main,
     tqdm,
     write_row,
 )
@@ -210,7 +206,12 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
     env = gym.make(ENV_ID, split="test")
     base = env.unwrapped
     count = min(args.items, len(base.task))
-    common = {"benchmark": NAME, "env_id": ENV_ID, "command": command, "machine": machine_info()}
+    common = {
+        "benchmark": NAME,
+        "env_id": ENV_ID,
+        "command": command,
+        "machine": machine_info(MEASURED_CODE, PACKAGES),
+    }
     with jsonl.open("w", encoding="utf-8") as handle:
         items, row = generate_items(env, count)
         write_row(handle, {**row, **common})
@@ -265,8 +266,7 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
 
 
-def render(jsonl: Path, markdown: Path) -> str:
-    rows = read_rows(jsonl)
+def render(rows: list[dict[str, Any]]) -> str:
     generation = next(r for r in rows if r["measurement"] == "item_generation")
     episodes = [r for r in rows if r["measurement"] == "episodes"]
     lines = [
@@ -334,9 +334,7 @@ def render(jsonl: Path, markdown: Path) -> str:
         "hashes to the split; users pay it once per item (items are cached by index).",
         "",
     ]
-    text = "\n".join(lines)
-    markdown.write_text(text, encoding="utf-8")
-    return text
+    return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -347,31 +345,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the wrong answers")
     parser.add_argument("--cpu", type=int, default=None, help="pin the process to this core")
     parser.add_argument("--profile", type=int, default=0, help="print the top N cProfile rows")
-    parser.add_argument("--out-dir", type=Path, default=None, help=f"default {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="100 items, short rounds, temp dir")
-    parser.add_argument(
-        "--render-only", action="store_true", help="rewrite the markdown from the JSONL"
-    )
+    add_output_arguments(parser, "100 items, short rounds, temp dir")
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.episodes, args.rounds = min(args.items, 100), 500, 2
-    if args.out_dir is None:
-        args.out_dir = QUICK_RESULTS if args.quick else RESULTS
+    resolve_out_dir(args)
     if args.items < 1 or args.episodes < 1 or args.rounds < 1:
         parser.error("--items, --episodes and --rounds must be >= 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    jsonl, markdown = args.out_dir / f"{NAME}.jsonl", args.out_dir / f"{NAME}.md"
-    if not args.render_only:
-        pin_cpu(args.cpu)
-        run(args, jsonl, command_line("benchmarks.bench_env", argv))
-    print(render(jsonl, markdown))
-    print(f"wrote {jsonl} and {markdown}")
+    run_main("benchmarks.bench_env", NAME, parse_args, run, render, argv)
 
 
 if __name__ == "__main__":

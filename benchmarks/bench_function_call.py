@@ -21,30 +21,28 @@ checkers are compared, item by item.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
-import json
-import os
-import platform
-import shlex
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from benchmarks.common import (
+    add_output_arguments,
+    command_line,
+    machine_info,
+    pin_cpu,
+    resolve_out_dir,
+    write_row,
+)
+from benchmarks.common import summary_us as common_summary_us
 from rrr_env.tasks.bfcl import CATEGORIES, BFCLItem, load_category, reference_calls
 from rrr_env.verifiers import function_call as fc
 from rrr_env.verifiers.function_call import ToolCall
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
-QUICK_RESULTS = Path(tempfile.gettempdir()) / "rrr-benchmarks"
 NAME = "function_call_verify"
 KINDS = ("gold", "wrong")
 ANCHOR_US = (28, 80)  # issue 6: BFCL's AST checker per item on this machine
@@ -53,8 +51,10 @@ MEASURED_CODE = (
     "rrr_env/verifiers/function_call.py",
     "rrr_env/tasks/bfcl.py",
     "rrr_env/tasks/function_calling.py",
+    "benchmarks/common.py",
     "benchmarks/bench_function_call.py",
 )
+PACKAGES = ("bfcl-eval",)  # reported with the machine
 
 
 # -- BFCL's checker, if importable -----------------------------------------------------------
@@ -160,13 +160,7 @@ def time_calls(function: Callable[[], Any], repeats: int, warmup: int) -> list[i
 
 
 def summary_us(samples_ns: Sequence[int]) -> dict[str, float]:
-    deciles = statistics.quantiles(samples_ns, n=10) if len(samples_ns) > 1 else [samples_ns[0]] * 9
-    return {
-        "median": round(statistics.median(samples_ns) / 1e3, 2),
-        "p10": round(deciles[0] / 1e3, 2),
-        "p90": round(deciles[-1] / 1e3, 2),
-        "mean": round(statistics.fmean(samples_ns) / 1e3, 2),
-    }
+    return common_summary_us(samples_ns, digits=2, with_min=False)
 
 
 def measure(
@@ -241,52 +235,14 @@ def row_median(samples: Sequence[int]) -> float:
 # -- output ----------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
-    cpu_model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", *MEASURED_CODE],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, ""
-    try:
-        from importlib.metadata import version
-
-        bfcl_version = version("bfcl-eval")
-    except Exception:  # noqa: BLE001 - only for the report
-        bfcl_version = None
-    return {
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "bfcl_eval": bfcl_version,
-        "git_commit": commit,
-        "git_dirty_files": [line[3:] for line in dirty.splitlines()],
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-
-
 def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     machine = meta["machine"]
     commit = (machine["git_commit"] or "unknown")[:12]
     if machine["git_dirty_files"]:
         commit += " (uncommitted: " + ", ".join(machine["git_dirty_files"]) + ")"
+    # Rows written before benchmarks.common have the bfcl-eval version as "bfcl_eval".
+    versions = machine.get("packages") or {"bfcl-eval": machine.get("bfcl_eval")}
+    packages = ", ".join(f"{k} {v}" for k, v in versions.items())
     has_bfcl = meta["bfcl_checker"] is not None
     lines = [
         "# Function-call verifier speed on BFCL",
@@ -295,8 +251,7 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"Machine: {machine['cpu_model']} ({machine['cpu_count']} CPUs, load "
         f"{machine['load_average_1m']} at start), {machine['platform']}, Python "
-        f"{machine['python']}, bfcl-eval {machine['bfcl_eval']}; commit {commit}; "
-        f"{machine['date']}.",
+        f"{machine['python']}, {packages}; commit {commit}; {machine['date']}.",
         "",
         "Per response: median microseconds (p10-p90) over every item of the category and "
         f"{meta['repeats']} timed calls each. `gold`: the ground truth rendered as qwen "
@@ -351,41 +306,34 @@ def render_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def command_line(argv: Sequence[str]) -> str:
-    return " ".join(["python", "-m", "benchmarks.bench_function_call", *map(shlex.quote, argv)])
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=None, help="first N items per category")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per response")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per response first")
     parser.add_argument("--cpu", type=int, default=None, help="pin the process to this core")
-    parser.add_argument("--out-dir", type=Path, default=None, help=f"default {RESULTS}")
-    parser.add_argument("--quick", action="store_true", help="20 items, 3 repeats, temp dir")
+    add_output_arguments(parser, "20 items, 3 repeats, temp dir", render_only=False)
     parser.add_argument("--no-bfcl", action="store_true", help="do not time BFCL's checker")
     args = parser.parse_args(argv)
     if args.quick:
         args.items = args.items or 20
         args.repeats = 3
         args.warmup = 1
-        args.out_dir = args.out_dir or QUICK_RESULTS
-    args.out_dir = args.out_dir or RESULTS
+    resolve_out_dir(args)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
+    pin_cpu(args.cpu)
     if args.no_bfcl:
         checker, language, how = None, None, "not timed (--no-bfcl)"
     else:
         checker, language, how = import_bfcl_checker()
     meta = {
-        "command": command_line(argv),
-        "machine": machine_info(),
+        "command": command_line("benchmarks.bench_function_call", argv),
+        "machine": machine_info(MEASURED_CODE, PACKAGES),
         "repeats": args.repeats,
         "bfcl_import": how,
         "bfcl_checker": None if checker is None else "ast_checker",
@@ -396,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     gc.disable()  # collections would land in random samples
     try:
         with jsonl.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"meta": meta}, sort_keys=True) + "\n")
+            write_row(handle, {"meta": meta})
             for category in CATEGORIES:
                 items = load_category(category)[: args.items]
                 cases = cases_for(items)
@@ -404,8 +352,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     chosen = [c for c in cases if c.kind == kind]
                     row = measure(category, kind, chosen, checker, language, args)
                     rows.append(row)
-                    handle.write(json.dumps(row, sort_keys=True) + "\n")
-                    handle.flush()
+                    write_row(handle, row)
                     print(
                         f"{category:24s} {kind:5s} verify {row['ours_verify_us']['median']:7.1f} us"
                         + (

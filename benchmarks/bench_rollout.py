@@ -27,10 +27,20 @@ import rrr_env
 from agents.backends import TransformersBackend
 from agents.models import load_model_and_tokenizer
 from agents.rollout import PhaseSampling, SamplingParams, rollout
-from benchmarks.bench_countdown_verify import command_line, machine_info, machine_line
+from benchmarks.common import QUICK_RESULTS, RESULTS, command_line, machine_info, machine_line
 
 gym.register_envs(rrr_env)
-RESULTS = Path(__file__).resolve().parent / "results"
+#: The code whose speed is measured; uncommitted changes to it are flagged in the results.
+MEASURED_CODE = (
+    "agents/backends.py",
+    "agents/models.py",
+    "agents/rollout.py",
+    "rrr_env",  # the Countdown env, its task and verifier
+    "benchmarks/__init__.py",
+    "benchmarks/common.py",
+    "benchmarks/bench_rollout.py",
+)
+PACKAGES = ("sympy", "gymnasium", "numpy")  # reported with the machine
 
 
 def measure(model: Any, tokenizer: Any, episodes: int, batch_size: int, tokens: int) -> dict:
@@ -95,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.episodes, args.max_new_tokens = 4, 16
-        args.out_dir = Path("/tmp/rrr-benchmarks")
+        args.out_dir = QUICK_RESULTS
     args.out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = args.out_dir / "rollout_speed.jsonl"
     command = command_line("benchmarks.bench_rollout", argv)
@@ -119,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "ratio": batched["tokens_per_second"] / single["tokens_per_second"],
             "same_text": batched.pop("texts") == single.pop("texts"),
             "command": command,
-            "machine": machine_info(),
+            "machine": machine_info(MEASURED_CODE, PACKAGES),
         }
         rows.append(row)
         with jsonl.open("a") as handle:
