@@ -239,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     output = Path(args.output_dir) if args.output_dir else default_output_dir(args)
     output.mkdir(parents=True, exist_ok=True)
     config_path = output / "config.json"
-    config = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "batch_size")}
+    # What identifies the evaluation; --n may change between runs (more or fewer items).
+    ignored = ("output_dir", "batch_size", "n", "chunk_items")
+    config = {k: v for k, v in asdict(args).items() if k not in ignored}
     if config_path.exists() and json.loads(config_path.read_text()) != config:
         raise SystemExit(
             f"{output} holds results of a different evaluation ({config_path}); "
