@@ -1,0 +1,737 @@
+"""RRR-GRPO: train the reflection with GRPO, rewarded by whether the retry succeeds.
+
+    python -m agents.grpo_reflect                          # CPU demo: default model and task
+    python -m agents.grpo_reflect --config agents/configs/grpo_reflect_countdown.yaml
+    accelerate launch --config_file agents/configs/accelerate_deepspeed_zero3.yaml \\
+        -m agents.grpo_reflect --config agents/configs/grpo_reflect_h100.yaml
+
+The method of Reflect, Retry, Reward (arXiv 2505.24726) on TRL's ``GRPOTrainer``, through its
+public extension points only:
+
+- The train set is a dataset of failures (``agents.collect_failures``, or ``--collect``): each
+  row's ``prompt`` is the conversation up to and including the reflection request.
+- TRL's sampler repeats each prompt ``num_generations`` times (one GRPO group) and hands the
+  batch to :class:`ReflectRetryRollout`, our ``rollout_func``. It samples one reflection per
+  prompt (one batched generation call), continues each episode in the ``rrr/*`` env (which
+  poses the task again), samples the retries (a second batched call) and lets the env's
+  verifier grade them.
+- The completion TRL trains on is the reflection alone (``credit="reflection"``, the paper), or
+  reflection + retry with ``env_mask`` zeroing the retry prompt's tokens
+  (``credit="reflection+retry"``, an ablation). The reward function :func:`retry_success`
+  reads the env's verdict (an extra rollout field): 1.0 if the retry is correct, else 0.0.
+
+Generation uses the trainer's own model (transformers ``generate``, bf16 autocast where the
+device supports it), or TRL's vLLM engine with ``--use_vllm`` (colocate or server mode), for
+both the reflection and the retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from trl import GRPOConfig
+
+import rrr_env
+from agents.models import DEFAULT_MODEL
+from agents.reflection_rollout import (
+    EPISODE_OPTIONS,
+    EpisodeReplayer,
+    HFGenerator,
+    RolloutBatch,
+    TokenGenerator,
+    TRLVLLMGenerator,
+    reflect_and_retry,
+)
+from rrr_env.tasks.base import Message
+
+logger = logging.getLogger(__name__)
+gym.register_envs(rrr_env)
+
+#: Which completion tokens carry the GRPO loss.
+CREDIT_MODES = ("reflection", "reflection+retry")
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def _default_bf16() -> bool:
+    """bf16 autocast where it is fast: CUDA GPUs that support it, CPUs with AMX."""
+    from agents.models import resolve_dtype
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return resolve_dtype("auto", "cpu") == torch.bfloat16
+
+
+@dataclass
+class GRPOReflectConfig(GRPOConfig):
+    r"""Configuration of :func:`train` (``python -m agents.grpo_reflect``).
+
+    Everything in TRL's ``GRPOConfig`` applies; the defaults below differ from it.
+
+    Parameters:
+        > Paper defaults (Bensal et al., 2025), different from ``GRPOConfig``
+
+        learning_rate (`float`, defaults to `5e-7`): AdamW learning rate.
+        beta (`float`, defaults to `0.001`): KL coefficient.
+        lr_scheduler_type (`str`, defaults to `"cosine"`): Learning-rate schedule.
+        warmup_steps (`float`, defaults to `0.03`): Warmup; a float in [0, 1) is a ratio of the
+            total steps (transformers 5 folded ``warmup_ratio`` into ``warmup_steps``).
+        max_completion_length (`int`, defaults to `128`): Token limit of a reflection.
+
+        > Per-device defaults, different from ``GRPOConfig``
+
+        bf16 (`bool` or `None`, defaults to `None`): ``None`` picks bf16 mixed precision (fp32
+            weights, bf16 autocast) on CUDA GPUs that support it and on CPUs with AMX, fp32
+            elsewhere. TRL's default (always ``True``) fails on CPUs; bf16 on a CPU implies
+            ``use_cpu``.
+        gradient_checkpointing (`bool` or `None`, defaults to `None`): ``None`` turns it on for
+            GPUs (memory) and off on CPUs (where memory is plentiful and it costs ~25% time).
+
+        > The environment
+
+        env_id (`str`): Environment id, e.g. ``rrr/Countdown-v0`` or ``rrr/BFCL-v0`` (not
+            ``env``: TRL's YAML configs reserve that key for environment variables).
+        env_kwargs (`str`): More env options as a JSON object (task options such as
+            ``num_count`` or ``category``); episode options are set by the trainer.
+        train_split (`str` or `None`): Split of the failures; ``None`` for every item.
+        retry_max_tokens (`int`): Token limit of a retry.
+        credit (`str`): ``"reflection"`` (loss on reflection tokens only, the paper) or
+            ``"reflection+retry"`` (also on the retry's tokens; the retry prompt is masked).
+
+        > The dataset of failures
+
+        failures_path (`str` or `None`): A folder written by ``agents.collect_failures``, a
+            saved ``datasets.Dataset`` or a JSONL file of rows with ``prompt`` and ``index``.
+        collect (`bool` or `None`): Build the failures with the model first (in
+            ``<output_dir>/failures``, resumable). ``None``: collect iff no ``failures_path``.
+        collect_n (`int`): Queries to sample first attempts on when collecting.
+        samples_per_query (`int`): Most first attempts sampled per query (paper: 64).
+        failures_per_query (`int`): Failures kept per query.
+        attempt_max_tokens (`int`): Token limit of a first attempt (collection, evaluation).
+
+        > Before / after evaluation (greedy, held-out split)
+
+        eval_split (`str` or `None`): Split to evaluate on.
+        eval_n (`int`): Items to evaluate before and after training; 0 skips it.
+
+        > The model
+
+        model (`str`): Bundled model name, Hugging Face id, local folder or ``.gguf`` file.
+        rollout_batch_size (`int` or `None`): Most sequences per ``generate`` call; ``None``
+            generates each phase of the whole batch in one call.
+    """
+
+    # Paper defaults.
+    learning_rate: float = field(
+        default=5e-7, metadata={"help": "AdamW learning rate (paper: 5e-7)."}
+    )
+    beta: float = field(default=0.001, metadata={"help": "KL coefficient (paper: 0.001)."})
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."}
+    )
+    warmup_steps: float = field(
+        default=0.03,
+        metadata={
+            "help": "Linear warmup: steps, or a float in [0, 1) as a ratio of total steps "
+            "(paper: warmup ratio 0.03)."
+        },
+    )
+    max_completion_length: int | None = field(
+        default=128, metadata={"help": "Token limit of a reflection (the GRPO completion)."}
+    )
+    # Per-device defaults.
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bf16 mixed precision. Default: on for bf16-capable CUDA GPUs and AMX CPUs, "
+            "off elsewhere. On a CPU it implies --use_cpu."
+        },
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Gradient checkpointing. Default: on for GPUs, off on CPUs."},
+    )
+    output_dir: str | None = field(
+        default="runs/grpo_reflect", metadata={"help": "Where checkpoints and results go."}
+    )
+    # The environment.
+    env_id: str = field(
+        default="rrr/Countdown-v0", metadata={"help": "Environment id, e.g. rrr/BFCL-v0."}
+    )
+    env_kwargs: str = field(
+        default='{"num_count": 2, "number_range": [1, 20], "target_range": [1, 40]}',
+        metadata={
+            "help": "More env options as a JSON object, e.g. '{\"num_count\": 3}' or "
+            '\'{"category": "simple_python", "format": "lenient"}\'. Default: the easy '
+            "Countdown setting chosen by benchmarks/signal_search.py."
+        },
+    )
+    train_split: str | None = field(
+        default="train", metadata={"help": "Env split of the failures (None: every item)."}
+    )
+    retry_max_tokens: int = field(default=256, metadata={"help": "Token limit of a retry."})
+    credit: str = field(
+        default="reflection",
+        metadata={
+            "help": "Tokens that carry the loss: 'reflection' (the paper) or 'reflection+retry'.",
+            "choices": list(CREDIT_MODES),
+        },
+    )
+    # The dataset of failures.
+    failures_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Dataset of failures: an agents.collect_failures output folder, a saved "
+            "datasets.Dataset, or a JSONL file."
+        },
+    )
+    collect: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Collect the failures with the model first (into <output_dir>/failures). "
+            "Default: when no --failures_path is given."
+        },
+    )
+    collect_n: int = field(default=64, metadata={"help": "Queries to collect failures on."})
+    samples_per_query: int = field(
+        default=4, metadata={"help": "Most first attempts per query when collecting (paper: 64)."}
+    )
+    failures_per_query: int = field(default=1, metadata={"help": "Failures kept per query."})
+    attempt_max_tokens: int = field(
+        default=256, metadata={"help": "Token limit of a first attempt (collection, evaluation)."}
+    )
+    # Evaluation.
+    eval_split: str | None = field(
+        default="test", metadata={"help": "Held-out split for the before/after evaluation."}
+    )
+    eval_n: int = field(
+        default=64, metadata={"help": "Items evaluated (greedy) before and after; 0 skips."}
+    )
+    # The model.
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Bundled model name, Hugging Face id, local folder or .gguf file."},
+    )
+    rollout_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Most sequences per generate call (transformers backend); default: each "
+            "phase of the whole batch in one call."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        device_has_cuda = torch.cuda.is_available()
+        if self.bf16 is None:
+            self.bf16 = False if self.fp16 else _default_bf16()
+        if self.bf16 and not device_has_cuda and not self.use_cpu:
+            self.use_cpu = True  # transformers refuses bf16 on a CPU unless told it is one
+        if self.gradient_checkpointing is None:
+            self.gradient_checkpointing = device_has_cuda and not self.use_cpu
+        super().__post_init__()
+
+        if self.credit not in CREDIT_MODES:
+            raise ValueError(f"--credit must be one of {CREDIT_MODES}, got {self.credit!r}")
+        self.env_options()  # raises on bad JSON
+        reserved = sorted(set(json.loads(self.env_kwargs)) & {*EPISODE_OPTIONS, "split"})
+        if reserved:
+            raise ValueError(
+                f"--env_kwargs sets {reserved}, which the trainer controls: episodes are always "
+                "an attempt, a reflection and one retry; choose splits with --train_split and "
+                "--eval_split"
+            )
+        if self.collect is None:
+            self.collect = self.failures_path is None
+        if self.collect and self.failures_path is not None:
+            raise ValueError(
+                "--collect builds the failures in <output_dir>/failures, but --failures_path was "
+                "also given; pass only one of them"
+            )
+        if not self.collect and self.failures_path is None:
+            raise ValueError("no training data: pass --failures_path DIR or --collect")
+        if self.retry_max_tokens < 1 or self.attempt_max_tokens < 1:
+            raise ValueError("--retry_max_tokens and --attempt_max_tokens must be >= 1")
+        if self.eval_n < 0 or self.collect_n < 1:
+            raise ValueError("--eval_n must be >= 0 and --collect_n >= 1")
+        if not 1 <= self.failures_per_query <= self.samples_per_query:
+            raise ValueError("need 1 <= --failures_per_query <= --samples_per_query")
+        if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
+            raise ValueError("--rollout_batch_size must be >= 1 or None")
+        if self.use_transformers_continuous_batching:
+            raise ValueError(
+                "--use_transformers_continuous_batching is not supported by the RRR rollout; "
+                "use the default transformers generation or --use_vllm"
+            )
+        if self.eval_strategy != "no":
+            raise ValueError(
+                "TRL's periodic evaluation needs an eval dataset of failures, which this trainer "
+                "does not build; keep --eval_strategy no and use --eval_n (before/after accuracy)"
+            )
+
+    def env_options(self, *, held_out: bool = False) -> dict[str, Any]:
+        """Keyword arguments of ``gym.make``: the train split, or the eval split if ``held_out``.
+
+        Raises:
+            ValueError: ``env_kwargs`` is not a JSON object.
+        """
+        try:
+            extra = json.loads(self.env_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--env_kwargs is not valid JSON: {self.env_kwargs!r}") from error
+        if not isinstance(extra, dict):
+            raise ValueError(f"--env_kwargs must be a JSON object, got {self.env_kwargs!r}")
+        split = self.eval_split if held_out else self.train_split
+        options = {**extra, **EPISODE_OPTIONS}
+        if split is not None:
+            options["split"] = split
+        return options
+
+
+class ReflectRetryRollout:
+    """TRL ``rollout_func``: reflections for the trainer's prompts, retries graded by the env.
+
+    Args:
+        make_env: Builds one env with the episode options of the failures.
+        rows: The dataset of failures (``prompt`` and ``index`` columns).
+        retry_max_tokens: Token limit of a retry (the reflection's is TRL's
+            ``max_completion_length``).
+        credit: ``"reflection"`` or ``"reflection+retry"`` (see :data:`CREDIT_MODES`).
+        rollout_batch_size: Most sequences per ``generate`` call (transformers backend).
+        generator_factory: Builds the generator for a trainer, as a context manager; default:
+            the trainer's model (transformers ``generate``) or its vLLM engine (``use_vllm``).
+            Tests pass a scripted one.
+
+    Returns from a call (TRL's contract): ``prompt_ids``, ``completion_ids`` and ``logprobs``,
+    plus ``env_mask`` in ``reflection+retry`` mode and extra per-completion fields that TRL
+    passes to the reward functions: ``retry_reward``, ``retry_reason``, ``reflection``,
+    ``retry``, ``reflection_tokens``, ``retry_tokens`` and ``reflection_stopped``.
+    """
+
+    def __init__(
+        self,
+        make_env: Callable[[], gym.Env],
+        rows: Sequence[dict[str, Any]],
+        *,
+        retry_max_tokens: int,
+        credit: str = "reflection",
+        rollout_batch_size: int | None = None,
+        generator_factory: Callable[[Any], contextlib.AbstractContextManager[TokenGenerator]]
+        | None = None,
+    ) -> None:
+        if credit not in CREDIT_MODES:
+            raise ValueError(f"credit must be one of {CREDIT_MODES}, got {credit!r}")
+        self.replayer = EpisodeReplayer(make_env, rows)
+        self.retry_max_tokens = retry_max_tokens
+        self.credit = credit
+        self.rollout_batch_size = rollout_batch_size
+        self.generator_factory = generator_factory or self.trainer_generator
+        self.last_batch: RolloutBatch | None = None
+
+    def __call__(self, prompts: list[list[Message]], trainer: Any) -> dict[str, Any]:
+        args = trainer.args
+        group_size = (
+            trainer.num_generations if trainer.model.training else trainer.num_generations_eval
+        )
+        eos_ids = set(trainer.eos_token_ids)
+        tokenizer = trainer.processing_class
+        with self.generator_factory(trainer) as generate:
+            batch = reflect_and_retry(
+                prompts,
+                self.replayer,
+                generate,
+                tokenizer,
+                eos_ids,
+                reflection_max_tokens=args.max_completion_length,
+                retry_max_tokens=self.retry_max_tokens,
+                group_size=group_size,
+            )
+        self.last_batch = batch
+        return self.to_trl(batch)
+
+    @contextlib.contextmanager
+    def trainer_generator(self, trainer: Any) -> Iterator[TokenGenerator]:
+        """The generator of ``trainer``: its vLLM engine, or its model unwrapped for generation.
+
+        The model is unwrapped once for both phases (one ZeRO-3 parameter gather per batch).
+        """
+        if trainer.args.use_vllm:
+            # TRL syncs the policy's weights into vLLM before it calls the rollout_func.
+            yield TRLVLLMGenerator(trainer.vllm_generation)
+            return
+        from trl.models import unwrap_model_for_generation
+
+        args = trainer.args
+        with unwrap_model_for_generation(
+            trainer.model_wrapped,
+            trainer.accelerator,
+            gather_deepspeed3_params=args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+        ) as model:
+            yield HFGenerator(
+                model,
+                eos_ids=list(trainer.eos_token_ids),
+                pad_id=trainer.processing_class.pad_token_id,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                top_k=args.top_k,
+                min_p=args.min_p,
+                repetition_penalty=args.repetition_penalty,
+                batch_size=self.rollout_batch_size,
+                autocast=trainer.accelerator.autocast,
+                generation_kwargs=dict(args.generation_kwargs or {}),
+            )
+
+    def to_trl(self, batch: RolloutBatch) -> dict[str, Any]:
+        """The batch in TRL's ``rollout_func`` format for this credit mode."""
+        if self.credit == "reflection":
+            completion_ids = batch.reflection_ids
+            logprobs = batch.reflection_logprobs
+            env_mask = None
+        else:
+            completion_ids, env_mask = [], []
+            for r, s, a in zip(
+                batch.reflection_ids, batch.retry_prompt_ids, batch.retry_ids, strict=True
+            ):
+                completion_ids.append(r + s + a)
+                env_mask.append([1] * len(r) + [0] * len(s) + [1] * len(a))
+            logprobs = None
+            if batch.reflection_logprobs is not None and batch.retry_logprobs is not None:
+                # The retry prompt was not sampled; its logprobs are masked out by env_mask.
+                logprobs = [
+                    r + [0.0] * len(s) + a
+                    for r, s, a in zip(
+                        batch.reflection_logprobs,
+                        batch.retry_prompt_ids,
+                        batch.retry_logprobs,
+                        strict=True,
+                    )
+                ]
+        output: dict[str, Any] = {
+            "prompt_ids": batch.prompt_ids,
+            "completion_ids": completion_ids,
+            "logprobs": logprobs,
+            "retry_reward": batch.rewards,
+            "retry_reason": batch.reasons,
+            "reflection": batch.reflections,
+            "retry": batch.retries,
+            "reflection_tokens": [len(ids) for ids in batch.reflection_ids],
+            "retry_tokens": [len(ids) for ids in batch.retry_ids],
+            "reflection_stopped": batch.reflection_stopped,
+        }
+        if env_mask is not None:
+            output["env_mask"] = env_mask
+        return output
+
+
+def retry_success(
+    prompts: list[Any],
+    completions: list[Any],
+    retry_reward: list[float],
+    log_metric: Callable[[str, float], None] | None = None,
+    log_extra: Callable[[str, list[Any]], None] | None = None,
+    **kwargs: Any,
+) -> list[float]:
+    """The RRR reward: 1.0 if the retry after the reflection was correct (the env's verdict).
+
+    Also logs ``rrr/retry_success``, ``rrr/reflection_tokens``, ``rrr/retry_tokens`` and
+    ``rrr/reflection_clipped`` (share of reflections cut at the token limit), and adds the
+    reflection, retry and verdict reason to TRL's completions table (``--log_completions``).
+    """
+    rewards = [float(r) for r in retry_reward]
+    if log_metric is not None and rewards:
+        log_metric("rrr/retry_success", sum(rewards) / len(rewards))
+        for name in ("reflection_tokens", "retry_tokens"):
+            if name in kwargs:
+                log_metric(f"rrr/{name}", sum(kwargs[name]) / len(kwargs[name]))
+        if "reflection_stopped" in kwargs:
+            stopped = kwargs["reflection_stopped"]
+            log_metric("rrr/reflection_clipped", 1 - sum(stopped) / len(stopped))
+    if log_extra is not None:
+        for name in ("reflection", "retry", "retry_reason"):
+            if name in kwargs:
+                log_extra(name, list(kwargs[name]))
+    return rewards
+
+
+# -- data, evaluation, training --------------------------------------------------------------
+
+
+def load_failures(path: str | Path) -> Any:
+    """The dataset of failures at ``path`` as a ``datasets.Dataset``.
+
+    ``path`` is an ``agents.collect_failures`` output folder, a ``save_to_disk`` folder, or a
+    JSONL file of rows with ``prompt`` and ``index``.
+    """
+    import datasets
+
+    path = Path(path)
+    if path.is_dir() and (path / "dataset").is_dir():
+        path = path / "dataset"
+    if path.is_dir():
+        dataset = datasets.load_from_disk(str(path))
+    elif path.is_file():
+        with path.open(encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+        dataset = datasets.Dataset.from_list(rows)
+    else:
+        raise FileNotFoundError(f"no dataset of failures at {path}")
+    missing = {"prompt", "index"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"the dataset at {path} lacks the columns {sorted(missing)}")
+    if len(dataset) == 0:
+        raise ValueError(f"the dataset of failures at {path} is empty")
+    return dataset
+
+
+def _autocast(bf16: bool, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    if not bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any:
+    """Build (or resume) the dataset of failures in ``<output_dir>/failures``."""
+    from agents.backends import TransformersBackend
+    from agents.collect_failures import CollectArgs, collect
+
+    extra = json.loads(args.env_kwargs)
+    collect_args = CollectArgs(
+        env=args.env_id,
+        model=args.model,
+        split=args.train_split,
+        env_kwargs=json.dumps(extra),
+        n=args.collect_n,
+        samples_per_query=args.samples_per_query,
+        failures_per_query=args.failures_per_query,
+        round_size=min(8, args.samples_per_query),
+        temperature=1.0,
+        max_new_tokens=args.attempt_max_tokens,
+        batch_size=args.rollout_batch_size or 64,
+        seed=args.seed,
+        output_dir=str(Path(args.output_dir) / "failures"),
+    )
+    backend = TransformersBackend(model, tokenizer, batch_size=collect_args.batch_size)
+    with _autocast(args.bf16, model.device)():
+        rows = collect(collect_args, backend, progress=False)
+    if not rows:
+        raise ValueError(
+            f"the model failed none of the {args.collect_n} queries; raise --collect_n or pick a "
+            "harder --env_kwargs"
+        )
+    return load_failures(collect_args.output_dir)
+
+
+def evaluate_model(
+    args: GRPOReflectConfig, model: Any, tokenizer: Any, name: str
+) -> dict[str, Any] | None:
+    """Greedy 1st-try / 2nd-try accuracy on ``eval_n`` items of the held-out split.
+
+    Results go to ``<output_dir>/eval_<name>/`` (``episodes.jsonl``, ``metrics.json``).
+    """
+    if args.eval_n == 0:
+        return None
+    from agents.backends import TransformersBackend
+    from agents.evaluate import evaluate
+    from agents.rollout import PhaseSampling, SamplingParams
+
+    options = args.env_options(held_out=True)
+    size = len(gym.make(args.env_id, **options).unwrapped.task)
+    output = Path(args.output_dir) / f"eval_{name}"
+    output.mkdir(parents=True, exist_ok=True)
+    answer = SamplingParams(args.attempt_max_tokens, temperature=0.0)
+    sampling = PhaseSampling(
+        attempt=answer,
+        reflection=SamplingParams(args.max_completion_length, temperature=0.0),
+        retry=SamplingParams(args.retry_max_tokens, temperature=0.0),
+    )
+    backend = TransformersBackend(model, tokenizer, batch_size=args.rollout_batch_size or 64)
+    was_training = model.training
+    model.eval()
+    started = time.perf_counter()
+    with _autocast(args.bf16, model.device)():
+        _, metrics = evaluate(
+            lambda: gym.make(args.env_id, **options),
+            backend,
+            list(range(min(args.eval_n, size))),
+            sampling=sampling,
+            episodes_path=output / "episodes.jsonl",
+            progress=False,
+        )
+    model.train(was_training)
+    metrics["seconds"] = time.perf_counter() - started
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def build_trainer(
+    args: GRPOReflectConfig,
+    model: Any,
+    tokenizer: Any,
+    train_dataset: Any,
+    *,
+    peft_config: Any = None,
+    callbacks: list[Any] | None = None,
+    generator_factory: Callable[[Any], Any] | None = None,
+) -> Any:
+    """A ``GRPOTrainer`` wired with :class:`ReflectRetryRollout` and :func:`retry_success`.
+
+    ``generator_factory`` replaces the trainer's own generation (see :class:`ReflectRetryRollout`).
+    """
+    import os
+
+    from trl import GRPOTrainer
+
+    options = args.env_options()
+    rollout = ReflectRetryRollout(
+        lambda: gym.make(args.env_id, **options),
+        train_dataset.select_columns(["prompt", "index"]).to_list(),
+        retry_max_tokens=args.retry_max_tokens,
+        credit=args.credit,
+        rollout_batch_size=args.rollout_batch_size,
+        generator_factory=generator_factory,
+    )
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=[retry_success],
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+        rollout_func=rollout,
+    )
+
+
+def _resume_value(value: str | bool | None) -> str | bool | None:
+    if isinstance(value, str) and value.lower() in ("true", "last", "latest"):
+        return True
+    return value or None
+
+
+def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
+    """Collect (or load) failures, evaluate, train with RRR-GRPO, evaluate again.
+
+    Args:
+        args: The configuration.
+        model_args: TRL's ``ModelConfig`` (dtype, attention implementation, LoRA options).
+
+    Returns:
+        ``{"before": metrics, "after": metrics, "train_seconds": ..., "steps": ...}``.
+    """
+    from accelerate import PartialState
+    from trl import ModelConfig, get_peft_config
+
+    from agents.models import load_model_and_tokenizer
+
+    model_args = model_args or ModelConfig()
+    if model_args.model_name_or_path not in (None, args.model):
+        raise ValueError("pass the model with --model (not --model_name_or_path)")
+    state = PartialState()
+    device = state.device
+    model, tokenizer = load_model_and_tokenizer(
+        args.model, dtype=model_args.dtype or "float32", device=device
+    )
+    if model_args.attn_implementation is not None:
+        model.set_attn_implementation(model_args.attn_implementation)
+    single = state.num_processes == 1
+
+    with state.main_process_first():
+        if args.collect:
+            dataset = collect_failures(args, model, tokenizer)
+        else:
+            dataset = load_failures(args.failures_path)
+    logger.info("%d failures from %d queries", len(dataset), len(set(dataset["index"])))
+
+    before = evaluate_model(args, model, tokenizer, "before") if single else None
+    trainer = build_trainer(
+        args, model, tokenizer, dataset, peft_config=get_peft_config(model_args)
+    )
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=_resume_value(args.resume_from_checkpoint))
+    train_seconds = time.perf_counter() - started
+    trainer.save_model(args.output_dir)
+
+    after = None
+    if single:
+        stale = Path(args.output_dir) / "eval_after" / "episodes.jsonl"
+        stale.unlink(missing_ok=True)  # the model changed since any earlier run
+        after = evaluate_model(args, trainer.model, tokenizer, "after")
+    else:
+        logger.info(
+            "multi-process run: evaluate with python -m agents.evaluate --model %s", args.output_dir
+        )
+    result = {
+        "before": before,
+        "after": after,
+        "train_seconds": train_seconds,
+        "steps": trainer.state.global_step,
+        "failures": len(dataset),
+    }
+    if state.is_main_process:
+        (Path(args.output_dir) / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def format_result(args: GRPOReflectConfig, result: dict[str, Any]) -> str:
+    """A markdown table of vanilla vs trained accuracy."""
+    lines = [
+        f"# RRR-GRPO: {args.model} on {args.env_id} {args.env_kwargs}",
+        "",
+        f"{result['steps']} steps on {result['failures']} failures in "
+        f"{result['train_seconds']:.0f} s; greedy evaluation on {args.eval_split} "
+        f"({args.eval_n} items)",
+        "",
+        "| model | 1st try | 2nd try | fixed by the retry |",
+        "|---|---|---|---|",
+    ]
+    for name in ("before", "after"):
+        metrics = result.get(name)
+        if metrics is None:
+            continue
+        rrr = metrics["rrr"]
+        label = "vanilla" if name == "before" else "trained"
+        lines.append(
+            f"| {label} | {rrr['first_try']:.3f} | {rrr['second_try']:.3f} | "
+            f"{rrr['fixed_by_retry']} / {rrr['retried']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point."""
+    from trl import ModelConfig, TrlParser
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = TrlParser((GRPOReflectConfig, ModelConfig))
+    args, model_args = parser.parse_args_and_config(argv)
+    result = train(args, model_args)
+    if result["before"] is not None or result["after"] is not None:
+        print(format_result(args, result))
+    return result
+
+
+__all__ = [
+    "CREDIT_MODES",
+    "GRPOReflectConfig",
+    "ReflectRetryRollout",
+    "build_trainer",
+    "load_failures",
+    "main",
+    "retry_success",
+    "train",
+]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""Continue failed episodes: sample reflections and retries, let the env grade the retries.
+
+The episode logic of RRR-GRPO, independent of any trainer: a failure prompt (the conversation
+up to the reflection request) is replayed in its env, a reflection is sampled for it, the env
+poses the task again, a retry is sampled and the env's verifier grades it. Generation goes
+through a :class:`TokenGenerator` (token ids in, token ids out), so that the same code runs on
+the trainer's own model, on TRL's vLLM engine, or on a plain model (``benchmarks``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gymnasium as gym
+import torch
+
+from rrr_env.tasks.base import Message
+
+#: Env options of an RRR episode: an attempt, a reflection, one retry.
+EPISODE_OPTIONS: dict[str, Any] = {"max_attempts": 2, "reflect": True, "feedback": "binary"}
+
+Tools = list[dict[str, Any]] | None
+
+# -- generation ------------------------------------------------------------------------------
+
+
+class TokenGenerator(Protocol):
+    """Samples one completion per prompt, from token ids to token ids."""
+
+    def __call__(
+        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, group_size: int
+    ) -> tuple[list[list[int]], list[list[float]] | None]:
+        """Completions (ending with an EOS id when they stopped) and their sampling logprobs.
+
+        ``group_size`` says that consecutive runs of that many prompts are identical (a GRPO
+        group), which lets a server sample a group with one request.
+        """
+        ...
+
+
+@dataclass
+class HFGenerator:
+    """Batched ``model.generate`` from token ids, with left padding.
+
+    Attributes:
+        model: A causal LM (the policy, unwrapped for generation).
+        eos_ids: Token ids that end a response.
+        pad_id: Padding token id.
+        temperature: Sampling temperature; 0 means greedy.
+        top_p: Nucleus sampling mass.
+        top_k: Keep the k most likely tokens; 0 disables.
+        min_p: Minimum token probability relative to the most likely one, or None.
+        repetition_penalty: 1.0 disables.
+        batch_size: Most prompts per ``generate`` call; None for all at once.
+        autocast: Context manager factory for mixed precision (e.g. the trainer's).
+        generation_kwargs: More ``generate`` keyword arguments (TRL's ``generation_kwargs``);
+            they override the ones above.
+    """
+
+    model: Any
+    eos_ids: Sequence[int]
+    pad_id: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    batch_size: int | None = None
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    generation_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(
+        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, group_size: int = 1
+    ) -> tuple[list[list[int]], None]:
+        size = self.batch_size or max(len(prompt_ids), 1)
+        order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
+        out: list[list[int]] = [[] for _ in prompt_ids]
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            for i, ids in zip(
+                chunk, self._generate([prompt_ids[i] for i in chunk], max_new_tokens), strict=True
+            ):
+                out[i] = ids
+        return out, None  # TRL only uses sampling logprobs for vLLM's importance correction
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            attention[row, width - len(prompt) :] = 1
+        if self.temperature > 0:
+            sampling: dict[str, Any] = {
+                "do_sample": True,
+                "temperature": self.temperature,
+                "top_p": self.top_p,
+                "top_k": self.top_k or None,
+                "min_p": self.min_p,
+            }
+        else:
+            sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        device = self.model.device
+        with self.autocast():
+            output = self.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                max_new_tokens=max_new_tokens,
+                pad_token_id=self.pad_id,
+                eos_token_id=list(self.eos_ids),
+                **{
+                    "repetition_penalty": self.repetition_penalty,
+                    **sampling,
+                    **self.generation_kwargs,
+                },
+            )
+        eos = set(self.eos_ids)
+        completions = []
+        for row in output[:, width:].tolist():
+            stop = next((j for j, token in enumerate(row) if token in eos), None)
+            completions.append(row if stop is None else row[: stop + 1])
+        return completions
+
+
+@dataclass
+class TRLVLLMGenerator:
+    """Generation through the trainer's ``VLLMGeneration`` (TRL's colocate or server engine).
+
+    The engine samples with the trainer's temperature / top-p / top-k and returns sampling
+    logprobs (for TRL's importance-sampling correction). Its token limit is
+    ``max_completion_length``; for the retry it is raised to ``retry_max_tokens`` for the
+    duration of the call.
+    """
+
+    vllm_generation: Any
+
+    def __call__(
+        self, prompt_ids: Sequence[list[int]], max_new_tokens: int, group_size: int
+    ) -> tuple[list[list[int]], list[list[float]] | None]:
+        engine = self.vllm_generation
+        saved = engine.max_completion_length
+        engine.max_completion_length = max_new_tokens
+        try:
+            _, completion_ids, logprobs, _ = engine.generate(
+                prompts=[list(p) for p in prompt_ids], images=None, num_generations=group_size
+            )
+        finally:
+            engine.max_completion_length = saved
+        completion_ids = [list(ids) for ids in completion_ids]
+        if logprobs is not None:  # top-1 = the sampled token, as TRL does; None stays NaN
+            logprobs = [[lp[0] for lp in seq] for seq in logprobs]
+        return completion_ids, logprobs
+
+
+# -- episodes --------------------------------------------------------------------------------
+
+
+def prompt_key(prompt: Sequence[Message]) -> str:
+    """A hashable key of a conversation (roles and contents)."""
+    return json.dumps([[m["role"], m["content"]] for m in prompt], ensure_ascii=False)
+
+
+def render(tokenizer: Any, conversation: Sequence[Message], tools: Tools, *, generation: bool):
+    """Token ids of ``conversation`` in the model's chat template (control tokens sanitized)."""
+    return list(
+        tokenizer.apply_chat_template(
+            list(conversation),
+            tools=tools,
+            add_generation_prompt=generation,
+            tokenize=True,
+            return_dict=False,
+            sanitize_control_tokens=True,
+        )
+    )
+
+
+def turn_suffix_ids(
+    tokenizer: Any,
+    conversation: Sequence[Message],
+    new_turns: Sequence[Message],
+    tools: Tools,
+    eos_ids: set[int],
+) -> tuple[int, list[int]]:
+    """The tokens that follow the last assistant turn's end-of-turn token, up to the next reply.
+
+    Renders ``conversation`` (ending with an assistant turn) and ``conversation + new_turns``
+    (with the generation prompt) and returns the end-of-turn token id and what the second adds
+    after it: e.g. ``"\\n<|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n"``.
+
+    Raises:
+        ValueError: the chat template is not prefix-preserving (rendering more turns changes
+            the earlier ones), so a token-level continuation would not match the template.
+    """
+    before = render(tokenizer, conversation, tools, generation=False)
+    ends = [i for i, token in enumerate(before) if token in eos_ids]
+    if not ends:
+        raise ValueError("the chat template closes assistant turns with no end-of-sequence token")
+    before = before[: ends[-1] + 1]
+    full = render(tokenizer, [*conversation, *new_turns], tools, generation=True)
+    if full[: len(before)] != before:
+        raise ValueError(
+            "the chat template is not prefix-preserving (it re-renders earlier turns when a "
+            "turn is added); RRR-GRPO continues episodes at the token level and needs one"
+        )
+    return before[-1], full[len(before) :]
+
+
+@dataclass
+class RolloutBatch:
+    """What one call of the rollout produced, one entry per prompt.
+
+    Attributes:
+        prompt_ids: The reflection prompt (failed attempt + reflection request), rendered.
+        reflection_ids: The sampled reflection (ends with EOS unless it hit the limit).
+        retry_prompt_ids: What the env adds before the retry (end of turn + task posed again).
+        retry_ids: The sampled retry.
+        reflections: Reflection texts.
+        retries: Retry texts.
+        rewards: 1.0 if the env's verifier accepted the retry, else 0.0.
+        reasons: The verdicts' reasons.
+        reflection_logprobs: Sampling logprobs of the reflection tokens, if the engine gives them.
+        retry_logprobs: Sampling logprobs of the retry tokens, if the engine gives them.
+        reflection_stopped: Whether each reflection ended with EOS.
+    """
+
+    prompt_ids: list[list[int]]
+    reflection_ids: list[list[int]]
+    retry_prompt_ids: list[list[int]]
+    retry_ids: list[list[int]]
+    reflections: list[str]
+    retries: list[str]
+    rewards: list[float]
+    reasons: list[str]
+    reflection_logprobs: list[list[float]] | None
+    retry_logprobs: list[list[float]] | None
+    reflection_stopped: list[bool]
+
+
+class EpisodeReplayer:
+    """Puts envs back into the state a failure prompt describes.
+
+    A failure prompt ends with the failed attempt and the reflection request. The env is reset
+    on the prompt's item and stepped with the attempt; the resulting observation must equal the
+    prompt, which proves that the env (id, options, split, version) is the one the failures
+    were collected with.
+
+    Args:
+        make_env: Builds one env with the episode options (see ``GRPOReflectConfig.env_options``).
+        rows: Dataset rows with ``prompt`` and ``index`` (the item index in the env's task).
+    """
+
+    def __init__(self, make_env: Callable[[], gym.Env], rows: Sequence[dict[str, Any]]) -> None:
+        self.make_env = make_env
+        self.index_of: dict[str, int] = {}
+        for row in rows:
+            key = prompt_key(row["prompt"])
+            previous = self.index_of.setdefault(key, int(row["index"]))
+            if previous != int(row["index"]):
+                raise ValueError(
+                    f"items {previous} and {row['index']} have the same failure prompt; "
+                    "deduplicate the dataset of failures"
+                )
+        self._pool: list[gym.Env] = []
+
+    def envs(self, count: int) -> list[gym.Env]:
+        """``count`` envs, created once and reused."""
+        while len(self._pool) < count:
+            self._pool.append(self.make_env())
+        return self._pool[:count]
+
+    def replay(self, env: gym.Env, prompt: Sequence[Message]) -> dict[str, Any]:
+        """Reset ``env`` to the reflection phase of ``prompt``'s episode; return the info."""
+        key = prompt_key(prompt)
+        if key not in self.index_of:
+            raise KeyError(
+                "a prompt that is not in the dataset of failures reached the rollout; build the "
+                "rollout with the same dataset as the trainer"
+            )
+        if len(prompt) < 2 or prompt[-2]["role"] != "assistant":
+            raise ValueError(
+                "a failure prompt ends with the failed attempt and the reflection request"
+            )
+        env.reset(options={"index": self.index_of[key]})
+        obs, _, _, _, info = env.step(prompt[-2]["content"])
+        if info["phase"] != "reflection" or prompt_key(obs) != key:
+            raise ValueError(
+                f"the env does not reproduce the failure prompt of item {self.index_of[key]}: "
+                "the failures were collected with another env, split or options (or the env's "
+                "version changed); pass the same --env_id, --env_kwargs and --train_split"
+            )
+        return info
+
+
+def reflect_and_retry(
+    prompts: Sequence[Sequence[Message]],
+    replayer: EpisodeReplayer,
+    generate: TokenGenerator,
+    tokenizer: Any,
+    eos_ids: set[int],
+    *,
+    reflection_max_tokens: int,
+    retry_max_tokens: int,
+    group_size: int = 1,
+) -> RolloutBatch:
+    """Sample a reflection and a retry for each failure prompt; the env grades the retries.
+
+    Two generation calls in all: every reflection, then every retry. The retry is generated
+    from the token-level continuation ``prompt + reflection + end of turn + retry request``,
+    so the sequence TRL scores is exactly the sequence that was sampled.
+    """
+    envs = replayer.envs(len(prompts))
+    infos = [replayer.replay(env, prompt) for env, prompt in zip(envs, prompts, strict=True)]
+    tools = [info.get("tools") for info in infos]
+    prompt_ids = [
+        render(tokenizer, p, t, generation=True) for p, t in zip(prompts, tools, strict=True)
+    ]
+
+    reflection_ids, reflection_logprobs = generate(prompt_ids, reflection_max_tokens, group_size)
+    reflections = [tokenizer.decode(ids, skip_special_tokens=True) for ids in reflection_ids]
+    stopped = [bool(ids) and ids[-1] in eos_ids for ids in reflection_ids]
+
+    retry_prompt_ids = []
+    for k, env in enumerate(envs):
+        obs, _, _, _, info = env.step(reflections[k])
+        if info["phase"] != "retry":
+            raise RuntimeError(f"expected the retry phase after a reflection, got {info['phase']}")
+        done = [*prompts[k], {"role": "assistant", "content": reflections[k]}]
+        end_of_turn, suffix = turn_suffix_ids(tokenizer, done, obs[len(done) :], tools[k], eos_ids)
+        # A reflection cut at the token limit has no end-of-turn token yet: the env closes it.
+        retry_prompt_ids.append(suffix if stopped[k] else [end_of_turn, *suffix])
+    contexts = [
+        p + r + s for p, r, s in zip(prompt_ids, reflection_ids, retry_prompt_ids, strict=True)
+    ]
+
+    retry_ids, retry_logprobs = generate(contexts, retry_max_tokens, 1)
+    retries = [tokenizer.decode(ids, skip_special_tokens=True) for ids in retry_ids]
+    rewards, reasons = [], []
+    for env, retry in zip(envs, retries, strict=True):
+        _, reward, terminated, _, info = env.step(retry)
+        if not terminated:
+            raise RuntimeError("the env did not end the episode after grading the retry")
+        rewards.append(float(reward))
+        reasons.append(info["verdict"].reason)
+    return RolloutBatch(
+        prompt_ids=prompt_ids,
+        reflection_ids=reflection_ids,
+        retry_prompt_ids=retry_prompt_ids,
+        retry_ids=retry_ids,
+        reflections=reflections,
+        retries=retries,
+        rewards=rewards,
+        reasons=reasons,
+        reflection_logprobs=reflection_logprobs,
+        retry_logprobs=retry_logprobs,
+        reflection_stopped=stopped,
+    )
