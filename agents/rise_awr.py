@@ -1,0 +1,999 @@
+"""RISE-style advantage-weighted regression (AWR) on an ``rrr/*`` env, in one file.
+
+    python -m agents.rise_awr --env-id rrr/Countdown-v0 --iterations 4
+    python -m agents.rise_awr --env-id rrr/GSM8K-v0 --best-of 16 --use-peft --learning-rate 1e-4
+    python -m agents.rise_awr --config my_rise.yaml
+    python -m agents.rise_awr --resume runs/rise_awr/<run_name>/checkpoint --iterations 8
+
+RISE (Recursive Introspection, arXiv 2407.18219) turns a single-turn problem into a
+multi-turn MDP: after a wrong answer the model is told "The answer is incorrect. Please try
+again." and answers again, for up to T turns. This is ``ReflectRetryEnv`` with
+``reflect=False, max_attempts=T, feedback="binary"``. Each iteration runs, in this order:
+
+1. **collect**: ``--samples-per-item`` multi-turn episodes per training item with the current
+   policy. Turn 1 of an item's episodes forms one group of samples (same history). Every
+   later turn follows a failed one; self-distillation samples ``--best-of`` responses in
+   total at that turn, from that exact history (the episode's own response counts as one).
+2. **advantages**: each group's best response (a correct one if any) is the training
+   target of its turn. Its advantage is its reward minus the mean reward of the group
+   (``--weighting baseline``) or its plain reward (``--weighting official``, the official
+   code's ``exp(reward / 0.4)`` with the default ``--beta``).
+3. **weights**: ``min(exp(A / beta), max_weight)``; the loss is the weight times the mean NLL
+   of the target's tokens given its history, rendered by the model's own chat template; the
+   history tokens are masked out (label -100). The batch loss is the mean over targets, as in
+   the official code.
+4. **update, log, checkpoint**: AdamW with gradient clipping (full model or LoRA), metrics
+   under ``charts/``, ``losses/`` and ``rollout/`` (tensorboard or wandb, and always
+   ``metrics.jsonl``), and a resumable checkpoint (model, optimizer, iteration).
+
+Before the first and after the last iteration, the policy is evaluated greedily on a
+held-out split with :func:`agents.evaluate.evaluate`: RISE's m1@t1 and p1@t{T}, and with
+``--eval-reflect`` RRR's 1st-try and 2nd-try accuracy. Model loading, rollouts and
+evaluation are the ``agents`` core that RRR-GRPO uses too, so the two methods differ only in
+the method.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import rrr_env
+from agents.backends import TransformersBackend, eos_token_ids, render_prompt
+from agents.evaluate import evaluate
+from agents.models import DEFAULT_MODEL, DTYPES, load_model_and_tokenizer, resolve_dtype
+from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, Tools, rollout
+from rrr_env.tasks.base import Message
+
+logger = logging.getLogger(__name__)
+gym.register_envs(rrr_env)
+
+#: How a target's advantage is computed (``--weighting``).
+#: ``baseline``: reward minus the mean reward of the target's group (the paper's AWR).
+#: ``official``: the reward itself, so the weight is the official code's ``exp(reward / beta)``.
+WEIGHTINGS = ("baseline", "official")
+#: Where metrics go besides ``metrics.jsonl`` (``--report-to``).
+REPORT_TO = ("tensorboard", "wandb", "none")
+#: Env options that RISE mode fixes; they may not appear in ``--env-kwargs``.
+RISE_MODE_KEYS = ("max_attempts", "reflect", "feedback", "split")
+#: Label of tokens that carry no loss (PyTorch's ``cross_entropy`` default ``ignore_index``).
+IGNORE_INDEX = -100
+CHECKPOINT = "checkpoint"
+TRAINER_STATE = "trainer_state.pt"
+
+
+@dataclass
+class Args:
+    """Options of ``python -m agents.rise_awr`` (also readable from a YAML ``--config``)."""
+
+    # -- experiment ------------------------------------------------------------------------
+    exp_name: str = field(default="rise_awr", metadata={"help": "Name of this experiment."})
+    seed: int = field(default=1, metadata={"help": "Seed of item order, sampling and updates."})
+    output_dir: str = field(
+        default="runs/rise_awr",
+        metadata={"help": "Runs go to <output_dir>/<env_id>__<exp_name>__<seed>__<time>/."},
+    )
+    report_to: str = field(
+        default="tensorboard",
+        metadata={"help": f"Metrics sink besides metrics.jsonl: one of {', '.join(REPORT_TO)}."},
+    )
+    wandb_project: str = field(default="rrr", metadata={"help": "wandb project (--report-to)."})
+    save_every: int = field(
+        default=1, metadata={"help": "Checkpoint every this many iterations (and at the end)."}
+    )
+    threads: int = field(
+        default=0,
+        metadata={
+            "help": "CPU threads of torch (0: torch's default). On a CPU shared with other "
+            "jobs, 1 avoids oversubscription, which slowed generation 5-15x in our runs."
+        },
+    )
+    resume: str | None = field(
+        default=None,
+        metadata={
+            "help": "A checkpoint folder (<run>/checkpoint) to continue from: model, optimizer "
+            "and iteration count continue, logs go on in the same run folder."
+        },
+    )
+    # -- environment -----------------------------------------------------------------------
+    env_id: str = field(default="rrr/Countdown-v0", metadata={"help": "Environment id."})
+    env_kwargs: str = field(
+        default="{}",
+        metadata={"help": "More env options as a JSON object, e.g. '{\"num_count\": 2}'."},
+    )
+    train_split: str | None = field(default="train", metadata={"help": "Split to train on."})
+    max_attempts: int = field(
+        default=2, metadata={"help": "T: turns per episode in training and evaluation (>= 2)."}
+    )
+    # -- model -----------------------------------------------------------------------------
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Bundled model name, Hugging Face id, local folder or .gguf file."},
+    )
+    dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "dtype of the trained weights (auto, bfloat16, float16, float32); float32 "
+            "keeps small updates that bfloat16 weights would round away."
+        },
+    )
+    generation_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "dtype of the copy of the policy that generates rollouts and evaluations "
+            "(auto: bfloat16 on GPUs and AMX CPUs, else float32)."
+        },
+    )
+    bf16: bool = field(
+        default=False,
+        metadata={"help": "Run training forward/backward passes under bfloat16 autocast."},
+    )
+    use_peft: bool = field(
+        default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."}
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Modules to adapt (default: peft's choice for the architecture)."},
+    )
+    # -- collection ------------------------------------------------------------------------
+    iterations: int = field(default=4, metadata={"help": "Collect-update iterations."})
+    items_per_iteration: int = field(
+        default=16, metadata={"help": "Training items whose episodes are collected per iteration."}
+    )
+    samples_per_item: int = field(
+        default=4, metadata={"help": "Episodes per item, i.e. turn-1 samples in an item's group."}
+    )
+    best_of: int = field(
+        default=4,
+        metadata={
+            "help": "Responses per turn after a failed turn, the episode's own included; the "
+            "best is the target (self-distillation; the official code uses 16). 1 disables."
+        },
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Token limit of a response."})
+    batch_size: int = field(default=16, metadata={"help": "Conversations per generate call."})
+    # -- advantages and weights ------------------------------------------------------------
+    weighting: str = field(
+        default="baseline",
+        metadata={
+            "help": "Advantage of a target: 'baseline' = reward - mean reward of its group; "
+            "'official' = reward (the official code's exp(reward / 0.4) with beta 0.4)."
+        },
+    )
+    beta: float = field(default=0.4, metadata={"help": "Temperature of weights exp(A / beta)."})
+    max_weight: float = field(default=20.0, metadata={"help": "Weights are clipped to this."})
+    train_on_failures: bool = field(
+        default=True,
+        metadata={
+            "help": "Also train on targets of groups with no correct response (the official "
+            "code's default 'all' criterion); --no-train-on-failures keeps only correct ones."
+        },
+    )
+    # -- update ----------------------------------------------------------------------------
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    update_epochs: int = field(default=1, metadata={"help": "Passes over each iteration's data."})
+    minibatch_size: int = field(default=16, metadata={"help": "Targets per optimizer step."})
+    micro_batch_size: int = field(
+        default=4, metadata={"help": "Targets per forward pass (gradient accumulation)."}
+    )
+    max_length: int = field(
+        default=2048, metadata={"help": "Longer history + target sequences are skipped."}
+    )
+    # -- evaluation ------------------------------------------------------------------------
+    eval_split: str | None = field(default="test", metadata={"help": "Held-out split."})
+    eval_n: int = field(
+        default=100, metadata={"help": "Held-out items (the first n) evaluated; 0 disables."}
+    )
+    eval_reflect: bool = field(
+        default=True,
+        metadata={"help": "Also measure RRR's 1st/2nd-try accuracy (reflect=True, 2 attempts)."},
+    )
+    eval_max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Token limit in evaluation (default: --max-new-tokens)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"--weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.report_to not in REPORT_TO:
+            raise ValueError(f"--report-to must be one of {REPORT_TO}, got {self.report_to!r}")
+        for name in ("dtype", "generation_dtype"):
+            if getattr(self, name) not in DTYPES:
+                raise ValueError(f"--{name.replace('_', '-')} must be one of {DTYPES}")
+        if not (math.isfinite(self.beta) and self.beta > 0):
+            raise ValueError(f"--beta must be a positive number, got {self.beta}")
+        if not self.max_weight >= 1:
+            raise ValueError(
+                f"--max-weight must be >= 1 (a weight of exp(0) = 1 must survive the clip), "
+                f"got {self.max_weight}"
+            )
+        if self.max_attempts < 2:
+            raise ValueError(
+                f"--max-attempts must be >= 2: RISE trains turns that follow a failed turn, "
+                f"got {self.max_attempts}"
+            )
+        positive = (
+            "iterations",
+            "items_per_iteration",
+            "samples_per_item",
+            "best_of",
+            "max_new_tokens",
+            "batch_size",
+            "update_epochs",
+            "minibatch_size",
+            "micro_batch_size",
+            "max_length",
+            "save_every",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.threads < 0:
+            raise ValueError(f"--threads must be >= 0 (0: torch's default), got {self.threads}")
+        if self.eval_n < 0:
+            raise ValueError(f"--eval-n must be >= 0 (0 disables evaluation), got {self.eval_n}")
+        if self.eval_max_new_tokens is not None and self.eval_max_new_tokens < 1:
+            raise ValueError("--eval-max-new-tokens must be >= 1")
+        if self.temperature <= 0 and (self.samples_per_item > 1 or self.best_of > 1):
+            raise ValueError(
+                "greedy decoding (--temperature 0) repeats one response, so --samples-per-item "
+                "and --best-of > 1 sample nothing new; set --temperature > 0"
+            )
+        if self.weighting == "baseline" and self.samples_per_item == 1 and self.best_of == 1:
+            raise ValueError(
+                "with --weighting baseline every group has one response, so every advantage "
+                "is 0; raise --samples-per-item or --best-of, or use --weighting official"
+            )
+        if self.learning_rate <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("--learning-rate and --max-grad-norm must be > 0")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        kwargs = self.env_kwargs_dict()
+        fixed = sorted(set(kwargs) & set(RISE_MODE_KEYS))
+        if fixed:
+            raise ValueError(
+                f"--env-kwargs may not set {fixed}: RISE mode fixes reflect=False and "
+                "feedback='binary'; use --max-attempts, --train-split and --eval-split"
+            )
+
+    def env_kwargs_dict(self) -> dict[str, Any]:
+        """``--env-kwargs`` parsed; raises ``ValueError`` unless it is a JSON object."""
+        try:
+            kwargs = json.loads(self.env_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"--env-kwargs is not valid JSON ({error}): {self.env_kwargs!r}"
+            ) from error
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"--env-kwargs must be a JSON object, got {self.env_kwargs!r}")
+        return kwargs
+
+    def env_options(self, split: str | None, *, reflect: bool = False) -> dict[str, Any]:
+        """``gym.make`` options: RISE mode (or RRR mode for ``reflect=True``) on ``split``."""
+        options: dict[str, Any] = {
+            "max_attempts": 2 if reflect else self.max_attempts,
+            "reflect": reflect,
+            "feedback": "binary",
+        }
+        if split is not None:
+            options["split"] = split
+        return {**self.env_kwargs_dict(), **options}
+
+    def sampling(self) -> PhaseSampling:
+        """Sampling of training rollouts."""
+        return PhaseSampling.same(SamplingParams(self.max_new_tokens, self.temperature, self.top_p))
+
+    def eval_sampling(self) -> PhaseSampling:
+        """Greedy decoding for evaluation."""
+        tokens = self.eval_max_new_tokens or self.max_new_tokens
+        return PhaseSampling.same(SamplingParams(tokens, temperature=0.0))
+
+
+# -- 1. collect ----------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """Responses sampled from one history: a turn's samples, the best of which is trained.
+
+    Attributes:
+        index: The item's index in the env's task.
+        turn: The 1-based turn the responses answer.
+        history: The conversation before the responses (ends with a user message).
+        tools: The item's tool schemas, for tasks that have them.
+        responses: The sampled responses.
+        rewards: The env's reward for each response.
+    """
+
+    index: int
+    turn: int
+    history: list[Message]
+    tools: Tools
+    responses: list[str]
+    rewards: list[float]
+
+    @property
+    def best(self) -> int:
+        """Position of the target: the first response with the highest reward."""
+        return int(np.argmax(self.rewards))
+
+
+def _assistant_positions(messages: Sequence[Message]) -> list[int]:
+    return [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+
+
+def _replay(env: gym.Env, index: int, actions: Sequence[str]) -> tuple[list[Message], dict]:
+    """Reset ``env`` to item ``index`` and step ``actions``; return the observation and info."""
+    obs, info = env.reset(options={"index": index})
+    for action in actions:
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            raise RuntimeError(f"replaying item {index} ended early; the env is not deterministic")
+    return obs, info
+
+
+def collect(
+    make_env: Callable[[], gym.Env],
+    backend: Backend,
+    indices: Sequence[int],
+    *,
+    samples_per_item: int,
+    best_of: int,
+    sampling: PhaseSampling,
+    seed: int = 0,
+) -> tuple[list[Episode], list[Group]]:
+    """Roll out the policy in RISE mode and build the groups of every turn.
+
+    ``samples_per_item`` episodes per item give turn 1 its group. Each later turn of an
+    episode follows a failed turn; its group is the episode's own response plus
+    ``best_of - 1`` fresh samples from the same history, graded by replaying the episode in
+    a fresh env (so rewards are exactly the env's).
+
+    Args:
+        make_env: Builds one env in RISE mode (``reflect=False``, binary feedback).
+        backend: Generates responses with the current policy.
+        indices: Training items.
+        samples_per_item: Episodes per item.
+        best_of: Responses per later turn, the episode's own included.
+        sampling: Sampling parameters (the retry phase's are used for fresh samples).
+        seed: Seed of the rollout.
+
+    Returns:
+        The on-policy episodes and the groups (turn-1 groups first, in item order).
+    """
+    episodes = rollout(
+        make_env, backend, indices, group_size=samples_per_item, sampling=sampling, seed=seed
+    )
+    env = make_env()
+    tools = {i: _replay(env, i, [])[1].get("tools") for i in dict.fromkeys(indices)}
+    groups: list[Group] = []
+    for index in dict.fromkeys(indices):
+        mine = [e for e in episodes if e.index == index]
+        first = mine[0].messages[: _assistant_positions(mine[0].messages)[0]]
+        groups.append(
+            Group(
+                index,
+                1,
+                first,
+                tools[index],
+                [e.graded[0].text for e in mine],
+                [e.graded[0].reward for e in mine],
+            )
+        )
+    later: list[tuple[Group, list[str]]] = []  # groups after a failed turn, and their actions
+    for episode in episodes:
+        positions = _assistant_positions(episode.messages)
+        for turn, (position, step) in enumerate(zip(positions, episode.turns, strict=True), 1):
+            if turn == 1:
+                continue
+            history = episode.messages[:position]
+            group = Group(
+                episode.index, turn, history, tools[episode.index], [step.text], [step.reward]
+            )
+            later.append((group, [t.text for t in episode.turns[: turn - 1]]))
+    if best_of > 1 and later:
+        conversations = [g.history for g, _ in later for _ in range(best_of - 1)]
+        group_tools = [g.tools for g, _ in later for _ in range(best_of - 1)]
+        generations = iter(backend.generate(conversations, sampling.retry, group_tools))
+        for group, previous in later:
+            for _ in range(best_of - 1):
+                text = next(generations).text
+                obs, _ = _replay(env, group.index, previous)
+                if obs != group.history:
+                    raise RuntimeError(f"replaying item {group.index} gave another conversation")
+                _, reward, *_ = env.step(text)
+                group.responses.append(text)
+                group.rewards.append(float(reward))
+    env.close()
+    groups.extend(g for g, _ in later)
+    return episodes, groups
+
+
+# -- 2. advantages and 3. weights ----------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One training example: a response to train, given its history, with its weight.
+
+    Attributes:
+        index: The item's index.
+        turn: The 1-based turn of the response.
+        history: The conversation before the response.
+        tools: The item's tool schemas, if any.
+        response: The response (the best of its group).
+        reward: Its reward.
+        advantage: Its advantage.
+        weight: ``min(exp(advantage / beta), max_weight)``.
+        group_size: Responses in its group.
+        group_mean: Mean reward of its group.
+    """
+
+    index: int
+    turn: int
+    history: list[Message]
+    tools: Tools
+    response: str
+    reward: float
+    advantage: float
+    weight: float
+    group_size: int
+    group_mean: float
+
+
+def advantage(rewards: Sequence[float], chosen: int, weighting: str) -> float:
+    """The advantage of ``rewards[chosen]`` under ``weighting`` (see :data:`WEIGHTINGS`).
+
+    >>> advantage([0.0, 1.0, 0.0, 0.0], 1, "baseline")
+    0.75
+    >>> advantage([0.0, 1.0, 0.0, 0.0], 1, "official")
+    1.0
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    reward = float(rewards[chosen])
+    return reward - float(np.mean(rewards)) if weighting == "baseline" else reward
+
+
+def awr_weight(advantage: float, beta: float, max_weight: float) -> float:
+    """``min(exp(advantage / beta), max_weight)``, safe from overflow.
+
+    >>> round(awr_weight(1.0, 0.4, 20.0), 4)
+    12.1825
+    >>> awr_weight(1.0, 0.1, 20.0)
+    20.0
+    """
+    return float(min(math.exp(min(advantage / beta, 700.0)), max_weight))
+
+
+def make_targets(
+    groups: Sequence[Group],
+    *,
+    weighting: str,
+    beta: float,
+    max_weight: float,
+    train_on_failures: bool = True,
+) -> list[Target]:
+    """The best response of each group, with its advantage and weight.
+
+    Args:
+        groups: From :func:`collect`.
+        weighting: See :data:`WEIGHTINGS`.
+        beta: Temperature of the weights.
+        max_weight: Clip of the weights.
+        train_on_failures: Keep targets whose reward is not positive (no correct response).
+
+    Returns:
+        One target per kept group, in group order.
+    """
+    targets = []
+    for group in groups:
+        best = group.best
+        if not train_on_failures and group.rewards[best] <= 0:
+            continue
+        adv = advantage(group.rewards, best, weighting)
+        targets.append(
+            Target(
+                index=group.index,
+                turn=group.turn,
+                history=group.history,
+                tools=group.tools,
+                response=group.responses[best],
+                reward=float(group.rewards[best]),
+                advantage=adv,
+                weight=awr_weight(adv, beta, max_weight),
+                group_size=len(group.responses),
+                group_mean=float(np.mean(group.rewards)),
+            )
+        )
+    return targets
+
+
+def tokenize_target(
+    tokenizer: Any,
+    history: list[Message],
+    response: str,
+    tools: Tools = None,
+    eos_ids: set[int] | None = None,
+) -> tuple[list[int], list[int]]:
+    """Token ids of ``history`` + ``response`` in the chat template, and their labels.
+
+    Labels are ``IGNORE_INDEX`` on the history (the rendered prompt, including the
+    assistant header) and the token ids of the response itself, up to and including its
+    end-of-turn token; anything the template adds after that token is dropped.
+
+    Raises:
+        ValueError: The template renders the history differently when a reply follows, so
+            the prompt is not a prefix of the full conversation.
+    """
+    prompt = render_prompt(tokenizer, history, tools)
+    text = tokenizer.apply_chat_template(
+        [*history, {"role": "assistant", "content": response}], tools=tools, tokenize=False
+    )
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if ids[: len(prompt)] != prompt:
+        raise ValueError(
+            "the chat template renders the history differently once a reply follows, so the "
+            "response tokens cannot be separated from the prompt"
+        )
+    reply = ids[len(prompt) :]
+    if eos_ids:
+        end = next((i for i, token in enumerate(reply) if token in eos_ids), None)
+        if end is not None:
+            reply = reply[: end + 1]
+    return prompt + reply, [IGNORE_INDEX] * len(prompt) + reply
+
+
+# -- 4. update -----------------------------------------------------------------------------
+
+
+def weighted_nll(
+    model: Any, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean NLL of each row's labelled tokens (shape ``[batch]``)."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+    targets = labels[:, 1:]
+    per_token = F.cross_entropy(
+        logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    mask = (targets != IGNORE_INDEX).float()
+    return (per_token * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def _pad(rows: Sequence[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def update(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    examples: Sequence[tuple[list[int], list[int], float]],
+    *,
+    minibatch_size: int,
+    micro_batch_size: int,
+    epochs: int,
+    max_grad_norm: float,
+    pad_token_id: int,
+    bf16: bool = False,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Minimise ``mean_i weight_i * NLL_i`` over ``examples`` = ``(input_ids, labels, weight)``.
+
+    Returns:
+        Mean weighted loss, mean unweighted NLL, mean gradient norm (before clipping) and the
+        number of optimizer steps.
+    """
+    model.train()
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+    order = list(range(len(examples)))
+    losses, nlls, norms = [], [], []
+    rng = random.Random(seed)
+    for _ in range(epochs):
+        rng.shuffle(order)
+        for start in range(0, len(order), minibatch_size):
+            batch = order[start : start + minibatch_size]
+            # Similar lengths per forward pass: less padding.
+            batch.sort(key=lambda i: len(examples[i][0]))
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for micro in range(0, len(batch), micro_batch_size):
+                rows = [examples[i] for i in batch[micro : micro + micro_batch_size]]
+                input_ids = _pad([r[0] for r in rows], pad_token_id).to(device)
+                labels = _pad([r[1] for r in rows], IGNORE_INDEX).to(device)
+                attention = _pad([[1] * len(r[0]) for r in rows], 0).to(device)
+                weights = torch.tensor([r[2] for r in rows], device=device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    nll = weighted_nll(model, input_ids, labels, attention)
+                # Divide by the whole minibatch, so accumulated micro-batches give its mean.
+                loss = (weights * nll).sum() / len(batch)
+                loss.backward()
+                total += loss.item()
+                nlls.extend(nll.detach().tolist())
+            norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            losses.append(total)
+            norms.append(float(norm))
+    model.eval()
+    return {
+        "loss": float(np.mean(losses)) if losses else float("nan"),
+        "nll": float(np.mean(nlls)) if nlls else float("nan"),
+        "grad_norm": float(np.mean(norms)) if norms else float("nan"),
+        "optimizer_steps": float(len(losses)),
+    }
+
+
+# -- model, checkpoints, logging -----------------------------------------------------------
+
+
+def load_policy(args: Args) -> tuple[Any, Any]:
+    """The trainable policy and its tokenizer, from ``--model`` or the ``--resume`` checkpoint."""
+    checkpoint = Path(args.resume) if args.resume else None
+    if checkpoint is not None and not args.use_peft:
+        return load_model_and_tokenizer(str(checkpoint), dtype=args.dtype)
+    model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
+    if not args.use_peft:
+        return model, tokenizer
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if checkpoint is not None:
+        return PeftModel.from_pretrained(model, str(checkpoint), is_trainable=True), tokenizer
+    config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=args.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config), tokenizer
+
+
+def generation_model(policy: Any, dtype: torch.dtype) -> Any:
+    """A model for sampling: the policy itself, or a merged copy of it in ``dtype``."""
+    is_peft = hasattr(policy, "merge_and_unload")
+    if not is_peft and policy.dtype == dtype:
+        return policy.eval()
+    model = copy.deepcopy(policy)
+    if is_peft:
+        model = model.merge_and_unload()
+    return model.to(dtype).eval()
+
+
+def save_checkpoint(
+    path: Path, policy: Any, tokenizer: Any, optimizer: torch.optim.Optimizer, state: dict
+) -> None:
+    """Write model (or adapter), tokenizer, optimizer and ``state``; replace ``path`` atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save({**state, "optimizer": optimizer.state_dict()}, tmp / TRAINER_STATE)
+    old = path.with_name(path.name + ".old")
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """The iteration, run name, args and optimizer state saved with a checkpoint."""
+    path = checkpoint / TRAINER_STATE
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint of agents.rise_awr ({path})")
+    return torch.load(path, weights_only=True)
+
+
+class Logger:
+    """Scalars to ``metrics.jsonl`` and to tensorboard / wandb (``--report-to``)."""
+
+    def __init__(self, run_dir: Path, run_name: str, args: Args) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        self.writer = None
+        if args.report_to == "wandb":
+            import wandb
+
+            wandb.init(
+                project=args.wandb_project,
+                name=run_name,
+                config=asdict(args),
+                sync_tensorboard=True,
+                resume="allow",
+            )
+        if args.report_to != "none":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir))
+            self.writer.add_text("hyperparameters", json.dumps(asdict(args), indent=2))
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"iteration": step, **scalars}) + "\n")
+        if self.writer is not None:
+            for key, value in scalars.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def run_evaluation(args: Args, backend: Backend, run_dir: Path, iteration: int) -> dict[str, float]:
+    """Greedy held-out evaluation; episodes go to ``eval_iter<N>_{rise,rrr}.jsonl``."""
+    indices = list(range(args.eval_n))
+    options = args.env_options(args.eval_split)
+    size = len(gym.make(args.env_id, **options).unwrapped.task)
+    indices = indices[:size]
+    _, rise = evaluate(
+        lambda: gym.make(args.env_id, **options),
+        backend,
+        indices,
+        sampling=args.eval_sampling(),
+        seed=args.seed,
+        episodes_path=run_dir / f"eval_iter{iteration}_rise.jsonl",
+        progress=False,
+    )
+    t = args.max_attempts
+    scores = {
+        "eval/m1@t1": rise["rise"]["m1@t1"],
+        f"eval/p1@t{t}": rise["rise"][f"p1@t{t}"],
+        "eval/items": float(len(indices)),
+    }
+    for turn, accuracy in enumerate(rise["rise"]["accuracy_by_turn"], 1):
+        scores[f"eval/accuracy_turn{turn}"] = accuracy
+    if args.eval_reflect:
+        reflect = args.env_options(args.eval_split, reflect=True)
+        _, rrr = evaluate(
+            lambda: gym.make(args.env_id, **reflect),
+            backend,
+            indices,
+            sampling=args.eval_sampling(),
+            seed=args.seed,
+            episodes_path=run_dir / f"eval_iter{iteration}_rrr.jsonl",
+            progress=False,
+        )
+        scores["eval/first_try"] = rrr["rrr"]["first_try"]
+        scores["eval/second_try"] = rrr["rrr"]["second_try"]
+    return scores
+
+
+def train_indices(size: int, n: int, seed: int, iteration: int) -> list[int]:
+    """Items of ``iteration`` (1-based): consecutive slices of a seeded permutation, cycled."""
+    order = np.random.default_rng(seed).permutation(size)
+    start = (iteration - 1) * n
+    return [int(order[(start + k) % size]) for k in range(min(n, size))]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        policy: The trained model.
+        tokenizer: Its tokenizer.
+        run_dir: The run folder.
+        iteration: The last completed iteration.
+        evaluations: Evaluation scores keyed by the iteration of the evaluated policy.
+    """
+
+    policy: Any
+    tokenizer: Any
+    run_dir: Path
+    iteration: int
+    evaluations: dict[int, dict[str, float]]
+
+
+def train(args: Args) -> TrainResult:
+    """Run RISE-AWR for ``args.iterations`` iterations (see the module docstring)."""
+    # -- run folder, seeding, resumption ---------------------------------------------------
+    start_iteration = 1
+    trainer_state: dict[str, Any] | None = None
+    if args.resume:
+        checkpoint = Path(args.resume)
+        trainer_state = load_trainer_state(checkpoint)
+        run_name = trainer_state["run_name"]
+        run_dir = checkpoint.parent
+        start_iteration = int(trainer_state["iteration"]) + 1
+        changed = {
+            k: (v, getattr(args, k))
+            for k, v in trainer_state["args"].items()
+            if k not in ("resume", "iterations") and getattr(args, k, v) != v
+        }
+        if changed:
+            logger.warning("resuming with changed options (saved, now): %s", changed)
+    else:
+        env_name = args.env_id.replace("/", "_")
+        run_name = f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        run_dir = Path(args.output_dir) / run_name
+        run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "args.json").write_text(json.dumps(asdict(args), indent=2))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed + start_iteration)
+
+    policy, tokenizer = load_policy(args)
+    gen_dtype = resolve_dtype(args.generation_dtype, next(policy.parameters()).device)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    if trainer_state is not None:
+        optimizer.load_state_dict(trainer_state["optimizer"])
+    eos_ids = eos_token_ids(policy, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos_ids)
+    make_env = lambda: gym.make(args.env_id, **args.env_options(args.train_split))  # noqa: E731
+    train_size = len(make_env().unwrapped.task)
+    log = Logger(run_dir, run_name, args)
+    evaluations: dict[int, dict[str, float]] = {}
+    started = time.perf_counter()
+    iteration = start_iteration - 1
+
+    if args.eval_n and start_iteration == 1:
+        backend = TransformersBackend(
+            generation_model(policy, gen_dtype), tokenizer, batch_size=args.batch_size
+        )
+        evaluations[0] = run_evaluation(args, backend, run_dir, 0)
+        log.log(0, evaluations[0])
+        logger.info("iteration 0 (base model): %s", evaluations[0])
+
+    for iteration in range(start_iteration, args.iterations + 1):
+        # -- 1. collect --------------------------------------------------------------------
+        tick = time.perf_counter()
+        backend = TransformersBackend(
+            generation_model(policy, gen_dtype),
+            tokenizer,
+            batch_size=args.batch_size,
+            seed=args.seed * 1_000_003 + iteration,
+        )
+        indices = train_indices(train_size, args.items_per_iteration, args.seed, iteration)
+        episodes, groups = collect(
+            make_env,
+            backend,
+            indices,
+            samples_per_item=args.samples_per_item,
+            best_of=args.best_of,
+            sampling=args.sampling(),
+            seed=args.seed * 1_000_003 + iteration * 10_007,
+        )
+        del backend
+        collect_seconds = time.perf_counter() - tick
+
+        # -- 2. advantages and 3. weights --------------------------------------------------
+        targets = make_targets(
+            groups,
+            weighting=args.weighting,
+            beta=args.beta,
+            max_weight=args.max_weight,
+            train_on_failures=args.train_on_failures,
+        )
+        examples, too_long = [], 0
+        for target in targets:
+            ids, labels = tokenize_target(
+                tokenizer, target.history, target.response, target.tools, eos_ids
+            )
+            if len(ids) > args.max_length:
+                too_long += 1
+                continue
+            examples.append((ids, labels, target.weight))
+
+        # -- 4. update ---------------------------------------------------------------------
+        tick = time.perf_counter()
+        stats = update(
+            policy,
+            optimizer,
+            examples,
+            minibatch_size=args.minibatch_size,
+            micro_batch_size=args.micro_batch_size,
+            epochs=args.update_epochs,
+            max_grad_norm=args.max_grad_norm,
+            pad_token_id=pad_id,
+            bf16=args.bf16,
+            seed=args.seed * 1_000_003 + iteration,
+        )
+        update_seconds = time.perf_counter() - tick
+
+        # -- log ---------------------------------------------------------------------------
+        graded = [e.graded for e in episodes]
+        later = [g for g in groups if g.turn > 1]
+        turns = [t for e in episodes for t in e.graded]
+        weights = [t.weight for t in targets] or [float("nan")]
+        scalars = {
+            "rollout/accuracy_t1": float(np.mean([g[0].correct for g in graded])),
+            f"rollout/p1@t{args.max_attempts}": float(
+                np.mean([any(t.correct for t in g) for g in graded])
+            ),
+            "rollout/episodes": float(len(episodes)),
+            "rollout/groups_after_failure": float(len(later)),
+            "rollout/best_of_solved": float(np.mean([max(g.rewards) > 0 for g in later]))
+            if later
+            else float("nan"),
+            "rollout/response_tokens": float(np.mean([t.completion_tokens for t in turns])),
+            "rollout/truncated": float(np.mean([not t.stopped for t in turns])),
+            "rollout/targets": float(len(examples)),
+            "rollout/correct_targets": float(sum(t.reward > 0 for t in targets)),
+            "rollout/skipped_too_long": float(too_long),
+            "losses/weighted_nll": stats["loss"],
+            "losses/nll": stats["nll"],
+            "losses/grad_norm": stats["grad_norm"],
+            "losses/weight_mean": float(np.mean(weights)),
+            "losses/weight_max": float(np.max(weights)),
+            "losses/advantage_mean": float(np.mean([t.advantage for t in targets]))
+            if targets
+            else float("nan"),
+            "losses/clipped": float(np.mean([t.weight >= args.max_weight for t in targets]))
+            if targets
+            else float("nan"),
+            "charts/learning_rate": optimizer.param_groups[0]["lr"],
+            "charts/optimizer_steps": stats["optimizer_steps"],
+            "charts/collect_seconds": collect_seconds,
+            "charts/update_seconds": update_seconds,
+            "charts/elapsed_seconds": time.perf_counter() - started,
+        }
+        log.log(iteration, scalars)
+        logger.info(
+            "iteration %d: t1 accuracy %.3f, %d targets (%d correct), loss %.4f, %.0f s",
+            iteration,
+            scalars["rollout/accuracy_t1"],
+            len(examples),
+            scalars["rollout/correct_targets"],
+            stats["loss"],
+            collect_seconds + update_seconds,
+        )
+
+        # -- checkpoint --------------------------------------------------------------------
+        if iteration % args.save_every == 0 or iteration == args.iterations:
+            state = {"iteration": iteration, "run_name": run_name, "args": asdict(args)}
+            save_checkpoint(run_dir / CHECKPOINT, policy, tokenizer, optimizer, state)
+
+    if args.eval_n and iteration >= start_iteration:
+        backend = TransformersBackend(
+            generation_model(policy, gen_dtype), tokenizer, batch_size=args.batch_size
+        )
+        evaluations[iteration] = run_evaluation(args, backend, run_dir, iteration)
+        log.log(iteration, evaluations[iteration])
+        logger.info("iteration %d (trained): %s", iteration, evaluations[iteration])
+    log.close()
+    return TrainResult(policy, tokenizer, run_dir, iteration, evaluations)
+
+
+def main(argv: Sequence[str] | None = None) -> TrainResult:
+    """Command-line entry point."""
+    from trl import TrlParser
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    (args,) = TrlParser((Args,)).parse_args_and_config(argv)
+    result = train(args)
+    print(f"run folder: {result.run_dir} (iteration {result.iteration})")
+    for iteration, scores in sorted(result.evaluations.items()):
+        shown = ", ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in scores.items())
+        print(f"evaluation after iteration {iteration}: {shown}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
