@@ -573,9 +573,25 @@ def tokenize_target(
 def weighted_nll(
     model: Any, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
-    """Mean NLL of each row's labelled tokens (shape ``[batch]``)."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    targets = labels[:, 1:]
+    """Mean NLL of each row's labelled tokens (shape ``[batch]``).
+
+    Rows are left-padded, so that each row's labelled tokens (its response) end the row. The
+    model then computes logits only from the earliest position that predicts a labelled
+    token on (``logits_to_keep``): with a 150k-token vocabulary, logits over the whole
+    history would dominate memory and the output layer's compute.
+    """
+    labelled = labels != IGNORE_INDEX
+    first = max(int(labelled.int().argmax(1).min()), 1)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    keep = input_ids.shape[1] - first + 1
+    output = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=keep,
+    )
+    logits = output.logits[:, -keep:-1]  # position p predicts token p + 1
+    targets = labels[:, first:]
     per_token = F.cross_entropy(
         logits.float().transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
     )
@@ -583,9 +599,10 @@ def weighted_nll(
     return (per_token * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
-def _pad(rows: Sequence[list[int]], value: int) -> torch.Tensor:
+def left_pad(rows: Sequence[list[int]], value: int) -> torch.Tensor:
+    """``rows`` as one tensor, padded with ``value`` on the left."""
     width = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+    return torch.tensor([[value] * (width - len(r)) + r for r in rows], dtype=torch.long)
 
 
 def update(
@@ -623,9 +640,9 @@ def update(
             total = 0.0
             for micro in range(0, len(batch), micro_batch_size):
                 rows = [examples[i] for i in batch[micro : micro + micro_batch_size]]
-                input_ids = _pad([r[0] for r in rows], pad_token_id).to(device)
-                labels = _pad([r[1] for r in rows], IGNORE_INDEX).to(device)
-                attention = _pad([[1] * len(r[0]) for r in rows], 0).to(device)
+                input_ids = left_pad([r[0] for r in rows], pad_token_id).to(device)
+                labels = left_pad([r[1] for r in rows], IGNORE_INDEX).to(device)
+                attention = left_pad([[1] * len(r[0]) for r in rows], 0).to(device)
                 weights = torch.tensor([r[2] for r in rows], device=device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     nll = weighted_nll(model, input_ids, labels, attention)
@@ -737,6 +754,13 @@ class Logger:
             for key, value in scalars.items():
                 self.writer.add_scalar(key, value, step)
             self.writer.flush()
+
+    def evaluated(self) -> set[int]:
+        """Iterations whose evaluation is already logged (a resumed run does not repeat it)."""
+        if not self.path.exists():
+            return set()
+        rows = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()]
+        return {row["iteration"] for row in rows if "eval/m1@t1" in row}
 
     def close(self) -> None:
         if self.writer is not None:
@@ -853,7 +877,7 @@ def train(args: Args) -> TrainResult:
     started = time.perf_counter()
     iteration = start_iteration - 1
 
-    if args.eval_n and start_iteration == 1:
+    if args.eval_n and start_iteration == 1 and 0 not in log.evaluated():
         backend = TransformersBackend(
             generation_model(policy, gen_dtype), tokenizer, batch_size=args.batch_size
         )
@@ -970,7 +994,8 @@ def train(args: Args) -> TrainResult:
             state = {"iteration": iteration, "run_name": run_name, "args": asdict(args)}
             save_checkpoint(run_dir / CHECKPOINT, policy, tokenizer, optimizer, state)
 
-    if args.eval_n and iteration >= start_iteration:
+    # Evaluate the final policy once, also when a resumed run only lacks this evaluation.
+    if args.eval_n and iteration > 0 and iteration not in log.evaluated():
         backend = TransformersBackend(
             generation_model(policy, gen_dtype), tokenizer, batch_size=args.batch_size
         )

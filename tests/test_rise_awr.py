@@ -289,22 +289,48 @@ def test_one_iteration_on_the_real_model_changes_parameters(smoke_run):
 
 
 @pytest.mark.slow
+def test_weighted_nll_matches_unpadded_rows(smoke_run):
+    from agents.rise_awr import left_pad, weighted_nll
+
+    model, tok = smoke_run.policy, smoke_run.tokenizer
+    history = [{"role": "user", "content": "Using the numbers [3, 4], make 7."}]
+    rows = [
+        tokenize_target(tok, history, "\\boxed{3 + 4}"),
+        tokenize_target(tok, [*history, *history], "It is 3 + 4 = 7, so \\boxed{3 + 4}."),
+    ]
+    with torch.no_grad():
+        batched = weighted_nll(
+            model,
+            left_pad([r[0] for r in rows], tok.pad_token_id),
+            left_pad([r[1] for r in rows], IGNORE_INDEX),
+            left_pad([[1] * len(r[0]) for r in rows], 0),
+        )
+        for (ids, labels), nll in zip(rows, batched, strict=True):
+            logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+            expected = torch.nn.functional.cross_entropy(
+                logits, torch.tensor(labels[1:]), ignore_index=IGNORE_INDEX
+            )
+            assert nll.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+@pytest.mark.slow
 def test_resume_continues_the_iteration_count(smoke_run):
     checkpoint = smoke_run.run_dir / "checkpoint"
     saved = load_trainer_state(checkpoint)["optimizer"]["state"]
-    args = tiny_args(smoke_run.run_dir.parent, iterations=2, resume=str(checkpoint), eval_n=0)
+    args = tiny_args(smoke_run.run_dir.parent, iterations=2, resume=str(checkpoint))
     resumed = train(args)
     assert resumed.run_dir == smoke_run.run_dir and resumed.iteration == 2
+    assert list(resumed.evaluations) == [2], "the base model is not evaluated again"
     rows = [
         json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [r["iteration"] for r in rows] == [0, 1, 1, 2]
+    assert [r["iteration"] for r in rows] == [0, 1, 1, 2, 2]
     state = load_trainer_state(checkpoint)
     assert state["iteration"] == 2
     # AdamW's step counter continued from the saved optimizer state.
     steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
     assert steps == {float(s["step"]) + 1 for s in saved.values()}
-    # Nothing to do once the iteration count is reached.
+    # Nothing left to do once the iteration count is reached and evaluated.
     again = train(tiny_args(smoke_run.run_dir.parent, iterations=2, resume=str(checkpoint)))
     assert again.iteration == 2 and again.evaluations == {}
 
