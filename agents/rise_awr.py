@@ -31,6 +31,13 @@ held-out split with :func:`agents.evaluate.evaluate`: RISE's m1@t1 and p1@t{T}, 
 ``--eval-reflect`` RRR's 1st-try and 2nd-try accuracy. Model loading, rollouts and
 evaluation are the ``agents`` core that RRR-GRPO uses too, so the two methods differ only in
 the method.
+
+A run folder holds ``args.json``; ``metrics.jsonl`` (a row per iteration and per evaluation,
+appended as they happen); ``targets.jsonl`` (every trained target with its history, reward,
+advantage and weight); ``eval_iter<N>_{rise,rrr}.jsonl`` (evaluation episodes of the policy
+after ``N`` iterations, appended chunk by chunk); tensorboard events; and ``checkpoint/``
+(model or LoRA adapter, tokenizer, ``trainer_state.pt``). Every file is written as the run
+goes, and a killed run continues with ``--resume``.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ import torch.nn.functional as F
 
 import rrr_env
 from agents.backends import TransformersBackend, eos_token_ids, render_prompt
-from agents.evaluate import evaluate
+from agents.evaluate import append_lines, evaluate
 from agents.models import DEFAULT_MODEL, DTYPES, load_model_and_tokenizer, resolve_dtype
 from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, Tools, rollout
 from rrr_env.tasks.base import Message
@@ -884,6 +891,7 @@ def train(args: Args) -> TrainResult:
         evaluations[0] = run_evaluation(args, backend, run_dir, 0)
         log.log(0, evaluations[0])
         logger.info("iteration 0 (base model): %s", evaluations[0])
+        del backend  # free its copy of the model before the next one is made
 
     for iteration in range(start_iteration, args.iterations + 1):
         # -- 1. collect --------------------------------------------------------------------
@@ -914,6 +922,9 @@ def train(args: Args) -> TrainResult:
             beta=args.beta,
             max_weight=args.max_weight,
             train_on_failures=args.train_on_failures,
+        )
+        append_lines(
+            run_dir / "targets.jsonl", [{"iteration": iteration, **asdict(t)} for t in targets]
         )
         examples, too_long = [], 0
         for target in targets:

@@ -283,6 +283,8 @@ def test_one_iteration_on_the_real_model_changes_parameters(smoke_run):
     assert rows[1]["rollout/targets"] > 0 and rows[1]["losses/nll"] > 0
     assert list(run_dir.glob("events.out.tfevents.*")), "tensorboard events"
     assert (run_dir / "eval_iter0_rise.jsonl").exists()
+    targets = [json.loads(line) for line in (run_dir / "targets.jsonl").read_text().splitlines()]
+    assert len(targets) == rows[1]["rollout/targets"] and targets[0]["iteration"] == 1
     assert (run_dir / "eval_iter1_rrr.jsonl").exists()
     state = load_trainer_state(run_dir / "checkpoint")
     assert state["iteration"] == 1 and state["optimizer"]["state"]
