@@ -41,7 +41,6 @@ import torch
 from trl import GRPOConfig
 
 import rrr_env
-from agents.models import DEFAULT_MODEL
 from agents.reflection_rollout import (
     EPISODE_OPTIONS,
     EpisodeReplayer,
@@ -87,6 +86,12 @@ class GRPOReflectConfig(GRPOConfig):
         warmup_steps (`float`, defaults to `0.03`): Warmup; a float in [0, 1) is a ratio of the
             total steps (transformers 5 folded ``warmup_ratio`` into ``warmup_steps``).
         max_completion_length (`int`, defaults to `128`): Token limit of a reflection.
+        logging_steps (`int`, defaults to `1`): RRR steps are long; log every one.
+        max_steps (`int`, defaults to `4`): Sized for the CPU demo; the paper trains up to 1,750.
+        per_device_train_batch_size (`int`, defaults to `2`) and gradient_accumulation_steps
+            (`int`, defaults to `4`): one generation batch of 8 sequences (one group), trained
+            in passes of 2 to bound activation memory on CPUs without gradient checkpointing.
+        output_dir (`str`, defaults to `"runs/grpo_reflect"`): Checkpoints, failures, results.
 
         > Per-device defaults, different from ``GRPOConfig``
 
@@ -126,7 +131,9 @@ class GRPOReflectConfig(GRPOConfig):
 
         > The model
 
-        model (`str`): Bundled model name, Hugging Face id, local folder or ``.gguf`` file.
+        model (`str`, defaults to `"qwen2.5-coder-0.5b"`): Bundled model name, Hugging Face id,
+            local folder or ``.gguf`` file. The default had the most learning signal per
+            CPU-second in ``benchmarks/signal_search.py``; SmolLM2-135M had none.
         rollout_batch_size (`int` or `None`): Most sequences per ``generate`` call; ``None``
             generates each phase of the whole batch in one call.
     """
@@ -161,8 +168,30 @@ class GRPOReflectConfig(GRPOConfig):
         default=None,
         metadata={"help": "Gradient checkpointing. Default: on for GPUs, off on CPUs."},
     )
+    per_device_train_batch_size: int = field(
+        default=2,
+        metadata={
+            "help": "Sequences per forward/backward pass. With the default 4 accumulation steps, "
+            "one generation batch is 8 sequences: one GRPO group of 8 reflections."
+        },
+    )
+    gradient_accumulation_steps: int = field(
+        default=4,
+        metadata={
+            "help": "Passes per optimizer step (TRL generates once for all of them). Small "
+            "passes bound activation memory without gradient checkpointing (a 0.5B model on "
+            "8 sequences of ~700 tokens in one pass peaks at 16 GB RSS)."
+        },
+    )
+    max_steps: int = field(
+        default=4,
+        metadata={"help": "Optimizer steps (CPU demo default; the paper trains up to 1,750)."},
+    )
     output_dir: str | None = field(
         default="runs/grpo_reflect", metadata={"help": "Where checkpoints and results go."}
+    )
+    logging_steps: float = field(
+        default=1, metadata={"help": "Log every N steps (RRR steps are long; default: every one)."}
     )
     # The environment.
     env_id: str = field(
@@ -202,9 +231,9 @@ class GRPOReflectConfig(GRPOConfig):
             "Default: when no --failures_path is given."
         },
     )
-    collect_n: int = field(default=64, metadata={"help": "Queries to collect failures on."})
+    collect_n: int = field(default=16, metadata={"help": "Queries to collect failures on."})
     samples_per_query: int = field(
-        default=4, metadata={"help": "Most first attempts per query when collecting (paper: 64)."}
+        default=1, metadata={"help": "Most first attempts per query when collecting (paper: 64)."}
     )
     failures_per_query: int = field(default=1, metadata={"help": "Failures kept per query."})
     attempt_max_tokens: int = field(
@@ -215,12 +244,16 @@ class GRPOReflectConfig(GRPOConfig):
         default="test", metadata={"help": "Held-out split for the before/after evaluation."}
     )
     eval_n: int = field(
-        default=64, metadata={"help": "Items evaluated (greedy) before and after; 0 skips."}
+        default=16, metadata={"help": "Items evaluated (greedy) before and after; 0 skips."}
     )
     # The model.
     model: str = field(
-        default=DEFAULT_MODEL,
-        metadata={"help": "Bundled model name, Hugging Face id, local folder or .gguf file."},
+        default="qwen2.5-coder-0.5b",
+        metadata={
+            "help": "Bundled model name, Hugging Face id, local folder or .gguf file. Default: "
+            "the bundled model with the most learning signal per CPU-second "
+            "(benchmarks/results/signal_search.md); SmolLM2-135M had none."
+        },
     )
     rollout_batch_size: int | None = field(
         default=None,
@@ -591,6 +624,14 @@ def build_trainer(
 
     from trl import GRPOTrainer
 
+    per_batch = args.generation_batch_size // args.num_generations
+    if len(train_dataset) < per_batch:
+        raise ValueError(
+            f"each generation batch needs {per_batch} distinct failures (generation_batch_size "
+            f"{args.generation_batch_size} / num_generations {args.num_generations}) but the "
+            f"dataset has {len(train_dataset)}; collect more failures or lower "
+            "--per_device_train_batch_size / --gradient_accumulation_steps"
+        )
     options = args.env_options()
     rollout = ReflectRetryRollout(
         lambda: gym.make(args.env_id, **options),
@@ -619,8 +660,45 @@ def _resume_value(value: str | bool | None) -> str | bool | None:
     return value or None
 
 
+def load_policy(args: GRPOReflectConfig, model_args: Any, num_processes: int) -> tuple[Any, Any]:
+    """The policy and its tokenizer, for this launch.
+
+    One process: the model object, loaded here (it also collects and evaluates). Several
+    processes (DDP, DeepSpeed ZeRO-3): the model's folder or hub id, so that TRL loads it
+    itself with ``model_init_kwargs`` (the path TRL supports under ZeRO-3).
+    """
+    from agents.models import load_model_and_tokenizer, resolve_model
+
+    dtype = model_args.dtype or "float32"
+    if num_processes == 1:
+        model, tokenizer = load_model_and_tokenizer(args.model, dtype=dtype)
+        if model_args.attn_implementation is not None:
+            model.set_attn_implementation(model_args.attn_implementation)
+        return model, tokenizer
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model(args.model)
+    if resolved.gguf_file is not None:
+        raise ValueError(
+            "multi-process training loads models with from_pretrained; convert the .gguf file "
+            "to a folder first (or use a bundled name, which is converted for you)"
+        )
+    args.model_init_kwargs = {"dtype": dtype, **(args.model_init_kwargs or {})}
+    if model_args.attn_implementation is not None:
+        args.model_init_kwargs.setdefault("attn_implementation", model_args.attn_implementation)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return resolved.path, tokenizer
+
+
 def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
     """Collect (or load) failures, evaluate, train with RRR-GRPO, evaluate again.
+
+    Collection and the before / after evaluation run only in single-process launches; under
+    ``accelerate launch`` with several processes, pass ``--failures_path`` and evaluate the
+    saved model with ``python -m agents.evaluate``.
 
     Args:
         args: The configuration.
@@ -632,31 +710,25 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
     from accelerate import PartialState
     from trl import ModelConfig, get_peft_config
 
-    from agents.models import load_model_and_tokenizer
-
     model_args = model_args or ModelConfig()
     if model_args.model_name_or_path not in (None, args.model):
         raise ValueError("pass the model with --model (not --model_name_or_path)")
     state = PartialState()
-    device = state.device
-    model, tokenizer = load_model_and_tokenizer(
-        args.model, dtype=model_args.dtype or "float32", device=device
-    )
-    if model_args.attn_implementation is not None:
-        model.set_attn_implementation(model_args.attn_implementation)
     single = state.num_processes == 1
-
-    with state.main_process_first():
-        if args.collect:
-            dataset = collect_failures(args, model, tokenizer)
-        else:
-            dataset = load_failures(args.failures_path)
+    if args.collect and not single:
+        raise ValueError(
+            "--collect runs in one process; build the failures first (python -m "
+            "agents.collect_failures ... --output-dir DIR) and pass --failures_path DIR"
+        )
+    model, tokenizer = load_policy(args, model_args, state.num_processes)
+    dataset = collect_failures(args, model, tokenizer) if args.collect else None
+    if dataset is None:
+        dataset = load_failures(args.failures_path)
     logger.info("%d failures from %d queries", len(dataset), len(set(dataset["index"])))
 
     before = evaluate_model(args, model, tokenizer, "before") if single else None
-    trainer = build_trainer(
-        args, model, tokenizer, dataset, peft_config=get_peft_config(model_args)
-    )
+    peft_config = get_peft_config(model_args)
+    trainer = build_trainer(args, model, tokenizer, dataset, peft_config=peft_config)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=_resume_value(args.resume_from_checkpoint))
     train_seconds = time.perf_counter() - started
@@ -677,6 +749,7 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
         "train_seconds": train_seconds,
         "steps": trainer.state.global_step,
         "failures": len(dataset),
+        "log_history": trainer.state.log_history,
     }
     if state.is_main_process:
         (Path(args.output_dir) / "result.json").write_text(json.dumps(result, indent=2))
@@ -705,6 +778,13 @@ def format_result(args: GRPOReflectConfig, result: dict[str, Any]) -> str:
             f"| {label} | {rrr['first_try']:.3f} | {rrr['second_try']:.3f} | "
             f"{rrr['fixed_by_retry']} / {rrr['retried']} |"
         )
+    curve = [
+        f"{entry['step']}: {entry['rrr/retry_success']:.2f}"
+        for entry in result.get("log_history", [])
+        if "rrr/retry_success" in entry
+    ]
+    if curve:
+        lines += ["", "Retry success of the sampled groups by step: " + ", ".join(curve)]
     return "\n".join(lines) + "\n"
 
 

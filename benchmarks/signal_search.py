@@ -50,10 +50,22 @@ from agents.grpo_reflect import (
 )
 from agents.models import load_model_and_tokenizer
 from agents.rollout import SamplingParams
-from benchmarks.bench_countdown_verify import command_line, machine_info, machine_line
+from benchmarks.common import command_line, machine_line
+from benchmarks.common import machine_info as _machine_info
 
 gym.register_envs(rrr_env)
 RESULTS = Path(__file__).resolve().parent / "results"
+MEASURED_CODE = [
+    "agents/grpo_reflect.py",
+    "agents/reflection_rollout.py",
+    "benchmarks/signal_search.py",
+]
+PACKAGES = ["torch", "transformers", "trl", "gymnasium"]
+
+
+def machine_info() -> dict[str, Any]:
+    return _machine_info(MEASURED_CODE, PACKAGES)
+
 
 EASY = {"num_count": 2, "number_range": [1, 20], "target_range": [1, 40]}
 
@@ -67,17 +79,23 @@ class Setting:
     env_kwargs: dict[str, Any]
     name: str
     failures: int | None = None  # overrides --failures (slow models)
+    temperature: float = 1.0  # of every phase, as TRL's --temperature sets it in training
+    replicate: int = 0  # > 0: more failures (other items, other seed) for the same setting
 
     @property
     def label(self) -> str:
-        return f"{self.model}/{self.name}"
+        suffix = "" if self.temperature == 1.0 else f"@T{self.temperature}"
+        replicate = f"#{self.replicate}" if self.replicate else ""
+        return f"{self.model}/{self.name}{suffix}{replicate}"
+
+    @property
+    def pooled_label(self) -> str:
+        return self.label.split("#")[0]
 
 
 def _bfcl(category: str, fmt: str) -> dict[str, Any]:
     return {"category": category, "format": fmt}
 
-
-N3_EASY = {"num_count": 3, "number_range": [1, 20], "target_range": [1, 60]}
 
 # Most informative first, so that a run cut short still answers the question.
 SETTINGS = [
@@ -97,27 +115,57 @@ SETTINGS = [
         "bfcl-simple-lenient",
         failures=4,
     ),
-    Setting("smollm2-135m", "rrr/Countdown-v0", {}, "countdown-tinyzero"),
+    # Lower temperature: more coherent reflections and retries from a small model.
     Setting(
-        "smollm2-135m", "rrr/BFCL-v0", _bfcl("simple_python", "lenient"), "bfcl-simple-lenient"
+        "qwen2.5-coder-0.5b", "rrr/Countdown-v0", EASY, "countdown-n2-easy", 4, temperature=0.7
     ),
-    Setting("smollm2-135m", "rrr/Countdown-v0", N3_EASY, "countdown-n3-easy"),
-    Setting("qwen2.5-coder-0.5b", "rrr/Countdown-v0", N3_EASY, "countdown-n3-easy", failures=4),
     Setting(
         "qwen2.5-coder-0.5b",
         "rrr/BFCL-v0",
-        _bfcl("multiple", "lenient"),
-        "bfcl-multiple-lenient",
-        failures=4,
+        _bfcl("simple_python", "strict"),
+        "bfcl-simple-strict",
+        4,
+        temperature=0.7,
     ),
-    # Qwen2.5-Coder-1.5B costs ~10x SmolLM2 per token: two failures on one setting.
+    # SmolLM2 cannot format a tool call (0/100 BFCL greedy): a couple of groups to confirm.
+    Setting(
+        "smollm2-135m",
+        "rrr/BFCL-v0",
+        _bfcl("simple_python", "lenient"),
+        "bfcl-simple-lenient",
+        failures=2,
+    ),
+    # More failures for the two settings that showed any signal.
+    Setting("qwen2.5-coder-0.5b", "rrr/Countdown-v0", EASY, "countdown-n2-easy", 6, replicate=1),
+    Setting(
+        "qwen2.5-coder-0.5b",
+        "rrr/BFCL-v0",
+        _bfcl("simple_python", "strict"),
+        "bfcl-simple-strict",
+        6,
+        replicate=1,
+    ),
+    # Qwen2.5-Coder-1.5B costs ~10x SmolLM2 per token: one group.
     Setting(
         "qwen2.5-coder-1.5b",
         "rrr/BFCL-v0",
         _bfcl("simple_python", "strict"),
         "bfcl-simple-strict",
-        failures=2,
+        failures=1,
     ),
+]
+
+
+#: Settings the search skips, and why (rendered under the table).
+NOT_MEASURED = [
+    "SmolLM2-135M on harder Countdown (3 numbers, TinyZero's 3-4 numbers in 1..99): it solved "
+    "0 of 24 sampled first attempts and 0 of 48 retries on the easiest setting (2 numbers in "
+    "1..20), and greedy 0 of 50 first and second tries (agents.evaluate), so harder settings "
+    "cannot have more signal.",
+    "Qwen2.5-Coder-0.5B on 3-number Countdown and on BFCL `multiple`: skipped for time (the "
+    "search took 48 CPU-minutes against a 20-minute budget); its easier settings had at most "
+    "2 groups in 10 with variance.",
+    "Qwen2.5-Coder-1.5B: one group only (140 CPU-s per group, 2.5x the 0.5B model).",
 ]
 
 
@@ -136,13 +184,14 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
     target = setting.failures or args.failures
     from agents.backends import TransformersBackend
 
-    backend = TransformersBackend(model, tokenizer, batch_size=64, seed=args.seed)
-    attempt = SamplingParams(config.attempt_max_tokens, temperature=1.0)
+    seed = args.seed + 7919 * setting.replicate
+    backend = TransformersBackend(model, tokenizer, batch_size=64, seed=seed)
+    attempt = SamplingParams(config.attempt_max_tokens, temperature=setting.temperature)
 
     started = time.process_time()
     records: list[dict[str, Any]] = []
-    next_index = 0
     size = len(make_env().unwrapped.task)
+    next_index = (1000 * setting.replicate) % size  # a replicate starts at other items
     while sum(len(r["failures"]) > 0 for r in records) < target and next_index < size:
         missing = target - sum(len(r["failures"]) > 0 for r in records)
         chunk = list(range(next_index, min(size, next_index + max(4, 2 * missing))))
@@ -155,7 +204,7 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
             failures_per_query=1,
             round_size=args.samples_per_query,
             sampling=attempt,
-            seed=args.seed + chunk[0],
+            seed=seed + chunk[0],
         )
     collect_cpu = time.process_time() - started
     failed = [r for r in records if r["failures"]][:target]
@@ -164,9 +213,11 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
 
     rows = [{"prompt": r["failures"][0]["prompt"], "index": r["index"]} for r in failed]
     replayer = EpisodeReplayer(make_env, rows)
-    generate = HFGenerator(model, sorted(eos), tokenizer.pad_token_id, temperature=1.0)
+    generate = HFGenerator(
+        model, sorted(eos), tokenizer.pad_token_id, temperature=setting.temperature
+    )
     prompts = [row["prompt"] for row in rows for _ in range(args.group_size)]
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     started = time.process_time()
     batch = reflect_and_retry(
         prompts,
@@ -186,6 +237,7 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
     generated = sum(map(len, batch.reflection_ids)) + sum(map(len, batch.retry_ids))
     return {
         "setting": setting.label,
+        "pooled_setting": setting.pooled_label,
         "model": setting.model,
         "env": setting.env,
         "env_kwargs": setting.env_kwargs,
@@ -211,6 +263,7 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
             "reflection": batch.reflections[0] if prompts else None,
             "retry": batch.retries[0] if prompts else None,
         },
+        "temperature": setting.temperature,
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -234,7 +287,8 @@ def render(rows: list[dict[str, Any]], header: str) -> str:
         "",
         header,
         "",
-        "A group = 8 sampled reflections (temperature 1) on one failure, each followed by a "
+        "A group = 8 sampled reflections (temperature 1 unless the setting says @T) on one "
+        "failure, each followed by a "
         "sampled retry graded by the env. Signal = the group's rewards differ (some retries "
         "right, some wrong); only such groups give GRPO a gradient. Token limits are the "
         "trainer's defaults (attempt / reflection / retry).",
@@ -252,8 +306,43 @@ def render(rows: list[dict[str, Any]], header: str) -> str:
             f"{signal_per_cpu_minute(row):.2f} | {row['group_cpu_s'] / failures:.1f} | "
             f"{row['collect_cpu_s'] / failures:.1f} |"
         )
+    pooled: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = row.get("pooled_setting", row["setting"].split("#")[0])
+        entry = pooled.setdefault(key, {"groups": 0, "variance": 0, "cpu": 0.0, "wins": 0.0})
+        entry["groups"] += row["failures"]
+        entry["variance"] += row["groups_with_variance"]
+        entry["cpu"] += row["group_cpu_s"]
+        entry["wins"] += row["retry_success"] * row["failures"] * row["group_size"]
+    lines += [
+        "",
+        "Replicates pooled (same setting, other items and seeds):",
+        "",
+        "| setting | groups with variance | retries correct | signal groups / CPU-min |",
+        "|---|---|---|---|",
+    ]
+    for key, entry in sorted(pooled.items(), key=lambda kv: -kv[1]["variance"] / kv[1]["cpu"]):
+        retries = entry["groups"] * rows[0]["group_size"]
+        lines.append(
+            f"| {key} | {entry['variance']}/{entry['groups']} | {round(entry['wins'])}/{retries} "
+            f"| {60 * entry['variance'] / entry['cpu']:.2f} |"
+        )
+    best_key, best = max(pooled.items(), key=lambda kv: kv[1]["variance"] / kv[1]["cpu"])
+    retries = best["groups"] * rows[0]["group_size"]
+    lines += [
+        "",
+        f"Most signal per CPU-second: **{best_key}**: {best['variance']} of {best['groups']} "
+        f"groups with reward variance, {round(best['wins'])} of {retries} retries correct, "
+        f"{60 * best['variance'] / best['cpu']:.2f} signal groups per CPU-minute of rollouts. "
+        "It is the default of `python -m agents.grpo_reflect`. Even there "
+        f"{best['groups'] - best['variance']} of {best['groups']} groups give GRPO no gradient, "
+        "so a CPU run of a few steps is a pipeline check, not a learning result; settings with "
+        "0 groups have no usable signal at all.",
+    ]
     total = sum(r["collect_cpu_s"] + r["group_cpu_s"] for r in rows)
-    lines += ["", f"Total CPU time: {total / 60:.1f} min.", ""]
+    lines += ["", f"Total CPU time: {total / 60:.1f} min.", "", "Not measured:", ""]
+    lines += [f"- {note}" for note in NOT_MEASURED]
+    lines.append("")
     return "\n".join(lines)
 
 

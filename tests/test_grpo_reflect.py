@@ -26,6 +26,8 @@ from agents.grpo_reflect import (
     ReflectRetryRollout,
     build_trainer,
     load_failures,
+    load_policy,
+    main,
     retry_success,
 )
 from agents.models import load_model_and_tokenizer
@@ -51,6 +53,7 @@ def make_config(tmp_path: Path, **overrides) -> GRPOReflectConfig:
         "env_kwargs": EASY,
         "num_generations": 2,
         "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
         "max_completion_length": 12,
         "retry_max_tokens": 12,
         "max_steps": 2,
@@ -244,6 +247,21 @@ def test_gpu_configs_are_on_trl_and_accelerate_paths():
     )
     assert args.use_vllm and args.vllm_mode == "colocate" and args.bf16
     assert args.max_steps == 1750 and args.learning_rate == 5e-7
+
+
+def test_multi_process_launches_let_trl_load_the_model(tmp_path):
+    config = make_config(tmp_path)
+    model, tokenizer = load_policy(config, ModelConfig(dtype="bfloat16"), num_processes=8)
+    assert isinstance(model, str) and Path(model, "config.json").exists()
+    assert config.model_init_kwargs == {"dtype": "bfloat16"}
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
+
+
+def test_too_few_failures_for_a_generation_batch_is_an_error(dataset, smol, tmp_path):
+    model, tokenizer = smol
+    config = make_config(tmp_path, gradient_accumulation_steps=4)  # 16 sequences = 8 failures
+    with pytest.raises(ValueError, match="needs 8 distinct failures"):
+        build_trainer(config, model, tokenizer, dataset)
 
 
 # -- the rollout -----------------------------------------------------------------------------
@@ -486,3 +504,25 @@ def test_resume_from_checkpoint_continues_the_step_count_with_lora(dataset, tmp_
     logged = {h["step"]: h for h in resumed.state.log_history if "loss" in h}
     assert sorted(logged) == [1, 2], "the log history was restored, then extended"
     assert logged[2]["learning_rate"] == 1e-5, "the schedule continued (step 1 was warmup)"
+
+
+def test_command_line_collects_evaluates_trains_and_reports(tmp_path, capsys):
+    output = tmp_path / "run"
+    result = main(
+        [
+            *("--model", "smollm2-135m", "--env_kwargs", EASY, "--output_dir", str(output)),
+            *("--collect_n", "2", "--samples_per_query", "1", "--eval_n", "2"),
+            *("--max_steps", "1", "--num_generations", "2", "--per_device_train_batch_size", "2"),
+            *("--gradient_accumulation_steps", "1"),
+            *("--attempt_max_tokens", "8", "--max_completion_length", "6"),
+            *("--retry_max_tokens", "8", "--save_strategy", "no"),
+        ]
+    )
+    assert result["steps"] == 1 and result["failures"] == 2
+    for name in ("before", "after"):
+        metrics = json.loads((output / f"eval_{name}" / "metrics.json").read_text())
+        assert metrics["rrr"]["episodes"] == 2 == result[name]["rrr"]["episodes"]
+    assert (output / "failures" / "dataset").is_dir() and (output / "model.safetensors").exists()
+    assert json.loads((output / "result.json").read_text())["steps"] == 1
+    printed = capsys.readouterr().out
+    assert "| vanilla |" in printed and "| trained |" in printed and "by step: 1:" in printed
