@@ -85,6 +85,10 @@ class GRPOReflectConfig(GRPOConfig):
         lr_scheduler_type (`str`, defaults to `"cosine"`): Learning-rate schedule.
         warmup_steps (`float`, defaults to `0.03`): Warmup; a float in [0, 1) is a ratio of the
             total steps (transformers 5 folded ``warmup_ratio`` into ``warmup_steps``).
+
+        > CPU-demo defaults, different from ``GRPOConfig`` (GPU runs set their own, see
+        > ``agents/configs/grpo_reflect_h100.yaml``)
+
         max_completion_length (`int`, defaults to `128`): Token limit of a reflection.
         logging_steps (`int`, defaults to `1`): RRR steps are long; log every one.
         max_steps (`int`, defaults to `4`): Sized for the CPU demo; the paper trains up to 1,750.
@@ -100,7 +104,8 @@ class GRPOReflectConfig(GRPOConfig):
             elsewhere. TRL's default (always ``True``) fails on CPUs; bf16 on a CPU implies
             ``use_cpu``.
         gradient_checkpointing (`bool` or `None`, defaults to `None`): ``None`` turns it on for
-            GPUs (memory) and off on CPUs (where memory is plentiful and it costs ~25% time).
+            GPUs and off on CPUs, where it costs compute (TRL quotes ~20%) and the default
+            passes of 2 sequences bound activation memory instead.
 
         > The environment
 

@@ -218,6 +218,9 @@ def test_cli_reads_yaml_configs_and_lora_options():
     )
     assert args.env_id == "rrr/Countdown-v0" and json.loads(args.env_kwargs)["num_count"] == 2
     assert args.max_steps == 3 and args.collect and args.report_to == ["tensorboard"]
+    defaults, _ = parser.parse_args_and_config([])
+    for name in ("model", "env_kwargs", "collect_n", "eval_n", "gradient_accumulation_steps"):
+        assert getattr(args, name) == getattr(defaults, name), "the YAML spells out the defaults"
     args, model_args = parser.parse_args_and_config(
         ["--use_peft", "--lora_r", "8", "--lora_target_modules", "q_proj", "v_proj"]
     )
