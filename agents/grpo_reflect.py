@@ -38,6 +38,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from transformers import TrainerCallback
 from trl import GRPOConfig
 
 import rrr_env
@@ -141,6 +142,8 @@ class GRPOReflectConfig(GRPOConfig):
             CPU-second in ``benchmarks/signal_search.py``; SmolLM2-135M had none.
         rollout_batch_size (`int` or `None`): Most sequences per ``generate`` call; ``None``
             generates each phase of the whole batch in one call.
+        max_minutes (`float` or `None`): Wall-clock training budget, collection included;
+            checked after each optimizer step. ``None``: only ``max_steps`` stops training.
     """
 
     # Paper defaults.
@@ -267,6 +270,14 @@ class GRPOReflectConfig(GRPOConfig):
             "phase of the whole batch in one call."
         },
     )
+    max_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Wall-clock budget of training in minutes, counted from the start of "
+            "collection; checked after every optimizer step (the step under way finishes). "
+            "The run stops at --max_steps or the budget, whichever comes first."
+        },
+    )
 
     def __post_init__(self) -> None:
         device_has_cuda = torch.cuda.is_available()
@@ -305,6 +316,8 @@ class GRPOReflectConfig(GRPOConfig):
             raise ValueError("need 1 <= --failures_per_query <= --samples_per_query")
         if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
             raise ValueError("--rollout_batch_size must be >= 1 or None")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"--max_minutes must be > 0, got {self.max_minutes}")
         if self.use_transformers_continuous_batching:
             raise ValueError(
                 "--use_transformers_continuous_batching is not supported by the RRR rollout; "
@@ -659,6 +672,28 @@ def build_trainer(
     )
 
 
+class TimeBudget(TrainerCallback):
+    """Stops training once ``minutes`` of wall clock have passed since ``started``.
+
+    Checked after each optimizer step, so the step under way always finishes (and is saved
+    by the trainer's usual end-of-training logic).
+
+    Args:
+        minutes: The budget.
+        started: ``time.perf_counter()`` at the start of the budgeted work (e.g. collection).
+    """
+
+    def __init__(self, minutes: float, started: float) -> None:
+        self.deadline = started + 60.0 * minutes
+        self.stopped_early = False
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if time.perf_counter() >= self.deadline and state.global_step < state.max_steps:
+            control.should_training_stop = True
+            self.stopped_early = True
+        return control
+
+
 def _resume_value(value: str | bool | None) -> str | bool | None:
     if isinstance(value, str) and value.lower() in ("true", "last", "latest"):
         return True
@@ -710,7 +745,9 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
         model_args: TRL's ``ModelConfig`` (dtype, attention implementation, LoRA options).
 
     Returns:
-        ``{"before": metrics, "after": metrics, "train_seconds": ..., "steps": ...}``.
+        ``{"before": metrics, "after": metrics, "train_seconds": ..., "steps": ...}``;
+        ``train_seconds`` covers collection and training (what ``max_minutes`` bounds), and
+        ``"model"`` holds the trained model object (it is not written to ``result.json``).
     """
     from accelerate import PartialState
     from trl import ModelConfig, get_peft_config
@@ -726,17 +763,25 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
             "agents.collect_failures ... --output-dir DIR) and pass --failures_path DIR"
         )
     model, tokenizer = load_policy(args, model_args, state.num_processes)
+    started = time.perf_counter()
     dataset = collect_failures(args, model, tokenizer) if args.collect else None
     if dataset is None:
         dataset = load_failures(args.failures_path)
     logger.info("%d failures from %d queries", len(dataset), len(set(dataset["index"])))
 
+    collect_seconds = time.perf_counter() - started
     before = evaluate_model(args, model, tokenizer, "before") if single else None
     peft_config = get_peft_config(model_args)
-    trainer = build_trainer(args, model, tokenizer, dataset, peft_config=peft_config)
+    callbacks = []
+    if args.max_minutes is not None:
+        # The budget covers collection and training, not the evaluation in between.
+        callbacks.append(TimeBudget(args.max_minutes, time.perf_counter() - collect_seconds))
+    trainer = build_trainer(
+        args, model, tokenizer, dataset, peft_config=peft_config, callbacks=callbacks
+    )
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=_resume_value(args.resume_from_checkpoint))
-    train_seconds = time.perf_counter() - started
+    train_seconds = collect_seconds + time.perf_counter() - started
     trainer.save_model(args.output_dir)
 
     after = None
@@ -752,13 +797,14 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
         "before": before,
         "after": after,
         "train_seconds": train_seconds,
+        "collect_seconds": collect_seconds,
         "steps": trainer.state.global_step,
         "failures": len(dataset),
         "log_history": trainer.state.log_history,
     }
     if state.is_main_process:
         (Path(args.output_dir) / "result.json").write_text(json.dumps(result, indent=2))
-    return result
+    return {**result, "model": trainer.model, "tokenizer": tokenizer}
 
 
 def format_result(args: GRPOReflectConfig, result: dict[str, Any]) -> str:
@@ -810,6 +856,7 @@ __all__ = [
     "CREDIT_MODES",
     "GRPOReflectConfig",
     "ReflectRetryRollout",
+    "TimeBudget",
     "build_trainer",
     "load_failures",
     "main",

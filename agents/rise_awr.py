@@ -61,6 +61,7 @@ import torch.nn.functional as F
 
 import rrr_env
 from agents.backends import TransformersBackend, eos_token_ids, render_prompt
+from agents.controls import CountingBackend
 from agents.evaluate import append_lines, evaluate
 from agents.models import DEFAULT_MODEL, DTYPES, load_model_and_tokenizer, resolve_dtype
 from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, Tools, rollout
@@ -161,6 +162,13 @@ class Args:
     )
     # -- collection ------------------------------------------------------------------------
     iterations: int = field(default=4, metadata={"help": "Collect-update iterations."})
+    max_minutes: float | None = field(
+        default=None,
+        metadata={
+            "help": "Wall-clock budget of training in minutes (evaluations excluded): no new "
+            "iteration starts once it is spent. The run stops at --iterations or the budget."
+        },
+    )
     items_per_iteration: int = field(
         default=16, metadata={"help": "Training items whose episodes are collected per iteration."}
     )
@@ -258,6 +266,8 @@ class Args:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"--max-minutes must be > 0, got {self.max_minutes}")
         if self.threads < 0:
             raise ValueError(f"--threads must be >= 0 (0: torch's default), got {self.threads}")
         if self.eval_n < 0:
@@ -830,6 +840,8 @@ class TrainResult:
         run_dir: The run folder.
         iteration: The last completed iteration.
         evaluations: Evaluation scores keyed by the iteration of the evaluated policy.
+        train_seconds: Wall time of collection and updates (evaluations excluded), summed
+            over all iterations of the run, resumed ones included.
     """
 
     policy: Any
@@ -837,6 +849,7 @@ class TrainResult:
     run_dir: Path
     iteration: int
     evaluations: dict[int, dict[str, float]]
+    train_seconds: float = 0.0
 
 
 def train(args: Args) -> TrainResult:
@@ -883,6 +896,7 @@ def train(args: Args) -> TrainResult:
     evaluations: dict[int, dict[str, float]] = {}
     started = time.perf_counter()
     iteration = start_iteration - 1
+    spent = float(trainer_state.get("train_seconds", 0.0)) if trainer_state else 0.0
 
     if args.eval_n and start_iteration == 1 and 0 not in log.evaluated():
         backend = TransformersBackend(
@@ -903,6 +917,7 @@ def train(args: Args) -> TrainResult:
             seed=args.seed * 1_000_003 + iteration,
         )
         indices = train_indices(train_size, args.items_per_iteration, args.seed, iteration)
+        backend = CountingBackend(backend)
         episodes, groups = collect(
             make_env,
             backend,
@@ -912,6 +927,7 @@ def train(args: Args) -> TrainResult:
             sampling=args.sampling(),
             seed=args.seed * 1_000_003 + iteration * 10_007,
         )
+        generated_tokens = backend.completion_tokens
         del backend
         collect_seconds = time.perf_counter() - tick
 
@@ -963,6 +979,7 @@ def train(args: Args) -> TrainResult:
                 np.mean([any(t.correct for t in g) for g in graded])
             ),
             "rollout/episodes": float(len(episodes)),
+            "rollout/generated_tokens": float(generated_tokens),
             "rollout/groups_after_failure": float(len(later)),
             "rollout/best_of_solved": float(np.mean([max(g.rewards) > 0 for g in later]))
             if later
@@ -1001,9 +1018,21 @@ def train(args: Args) -> TrainResult:
         )
 
         # -- checkpoint --------------------------------------------------------------------
-        if iteration % args.save_every == 0 or iteration == args.iterations:
-            state = {"iteration": iteration, "run_name": run_name, "args": asdict(args)}
+        spent += collect_seconds + update_seconds
+        out_of_time = args.max_minutes is not None and spent >= 60 * args.max_minutes
+        if iteration % args.save_every == 0 or iteration == args.iterations or out_of_time:
+            state = {
+                "iteration": iteration,
+                "run_name": run_name,
+                "args": asdict(args),
+                "train_seconds": spent,
+            }
             save_checkpoint(run_dir / CHECKPOINT, policy, tokenizer, optimizer, state)
+        if out_of_time:
+            logger.info(
+                "time budget (%.1f min) spent after iteration %d", args.max_minutes, iteration
+            )
+            break
 
     # Evaluate the final policy once, also when a resumed run only lacks this evaluation.
     if args.eval_n and iteration > 0 and iteration not in log.evaluated():
@@ -1014,7 +1043,7 @@ def train(args: Args) -> TrainResult:
         log.log(iteration, evaluations[iteration])
         logger.info("iteration %d (trained): %s", iteration, evaluations[iteration])
     log.close()
-    return TrainResult(policy, tokenizer, run_dir, iteration, evaluations)
+    return TrainResult(policy, tokenizer, run_dir, iteration, evaluations, spent)
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:

@@ -1,0 +1,532 @@
+"""Head-to-head: RRR-GRPO vs RISE-AWR at equal wall-clock budget, with controls.
+
+    python -m benchmarks.rrr_vs_rise --env rrr/Countdown-v0 --model qwen2.5-coder-0.5b \\
+        --budget-minutes 10 --seeds 3
+    python -m benchmarks.rrr_vs_rise --quick        # a smoke run of every arm, under /tmp
+
+From the same base model, for each seed, both methods train on the env's train split for the
+same wall-clock budget (collection included, evaluation excluded), with the same LoRA choice
+and learning rate and a constant learning rate. Every arm is then evaluated greedily on the
+same first ``--eval-n`` items of the held-out split, through one model path (LoRA merged, the
+weights cast to bf16 or fp32 as ``--eval-dtype`` says), so that differences are the method's.
+
+Arms (``arm`` in the JSONL):
+
+- ``vanilla``: the base model; attempt, its own reflection, retry. Its 1st try is the
+  vanilla model, its 2nd try the untrained self-reflection.
+- ``retry``: the base model retries after "The answer is incorrect. Please try again."
+  with no reflection (RISE's protocol).
+- ``fixed_reflection``: the base model retries after a fixed, generic reflection.
+- ``best_of_2``: two independent sampled first attempts (``--sample-temperature``); solved if
+  either is right (an oracle picks, as the verifier does for a retry). Matched compute: two
+  answers per item.
+- ``rrr``: RRR-GRPO's policy (seed ``s``), evaluated like ``vanilla``.
+- ``rise``: RISE-AWR's policy (seed ``s``), evaluated like ``retry``.
+
+Results: ``<out-dir>/results.jsonl`` (one row per arm and seed, appended when the arm is done;
+a rerun skips finished arms, and each evaluation resumes from its episode file), ``report.md``
+and ``accuracy.png``. Training checkpoints go under ``--runs-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import rrr_env
+from agents.controls import FixedReflectionBackend
+from agents.evaluate import append_lines, evaluate
+from agents.rollout import Episode, PhaseSampling, SamplingParams
+from benchmarks.common import QUICK_RESULTS, RESULTS, command_line, machine_info, machine_line
+
+gym.register_envs(rrr_env)
+
+CONTROL_ARMS = ("vanilla", "retry", "fixed_reflection", "best_of_2")
+TRAINED_ARMS = ("rrr", "rise")
+ARMS = CONTROL_ARMS + TRAINED_ARMS
+EASY_COUNTDOWN = '{"num_count": 2, "number_range": [1, 20], "target_range": [1, 40]}'
+MEASURED_CODE = (
+    "agents",
+    "rrr_env",
+    "benchmarks/common.py",
+    "benchmarks/rrr_vs_rise.py",
+)
+PACKAGES = ("torch", "transformers", "trl", "peft", "gymnasium")
+#: The papers' figures, for the report (both measured on GPUs with larger models).
+PAPER_FIGURES = (
+    "RRR (Bensal et al., 2025, arXiv 2505.24726), Countdown, Qwen-2.5-7B-Instruct: 1st try "
+    "31.7%, 2nd try (with reflection) 38.9% before training; after RRR-GRPO 1st try 34.9%, "
+    "2nd try 50.3%. The paper reports that models under 1.5B parameters did not learn to "
+    "self-correct. RISE (Qu et al., 2024, arXiv 2407.18219), GSM8K, Llama-2-7B: m1@t5 "
+    "improves by about 7 to 13 points after several iterations; on Mistral-7B more."
+)
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="rrr/Countdown-v0")
+    parser.add_argument("--env-kwargs", default=EASY_COUNTDOWN, help="task options as JSON")
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--budget-minutes", type=float, default=10.0)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--eval-split", default="test")
+    parser.add_argument("--eval-n", type=int, default=200)
+    parser.add_argument("--attempt-max-tokens", type=int, default=256)
+    parser.add_argument("--reflection-max-tokens", type=int, default=128)
+    parser.add_argument("--sample-temperature", type=float, default=1.0, help="best-of-2")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="both methods (LoRA)")
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--lora-alpha", type=int, default=32)
+    parser.add_argument(
+        "--eval-dtype", default="bfloat16", choices=("bfloat16", "float32"), help="every arm"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate")
+    parser.add_argument("--rrr-collect-n", type=int, default=32, help="queries for failures")
+    parser.add_argument("--rise-items", type=int, default=4, help="items per RISE iteration")
+    parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/rrr_vs_rise"))
+    parser.add_argument("--quick", action="store_true", help="tiny budget and eval, under /tmp")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.eval_n < 1 or args.budget_minutes <= 0:
+        parser.error("--seeds and --eval-n must be >= 1 and --budget-minutes > 0")
+    try:
+        kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as error:
+        parser.error(f"--env-kwargs is not valid JSON: {error}")
+    if not isinstance(kwargs, dict):
+        parser.error("--env-kwargs must be a JSON object")
+    if args.quick:
+        args.model = "smollm2-135m" if args.model == "qwen2.5-coder-0.5b" else args.model
+        args.budget_minutes, args.seeds, args.eval_n = 0.05, 1, 2
+        args.attempt_max_tokens, args.reflection_max_tokens = 16, 8
+        args.rrr_collect_n, args.rise_items = 4, 1
+        args.runs_dir = QUICK_RESULTS / "rrr_vs_rise_runs"
+    if args.out_dir is None:
+        base = QUICK_RESULTS if args.quick else RESULTS
+        args.out_dir = base / "rrr_vs_rise" / setting_name(args)
+    return args
+
+
+def setting_name(args: argparse.Namespace) -> str:
+    """``<env>__<model>``, plus ``-easy`` for the default easy Countdown setting."""
+    env = args.env.removeprefix("rrr/").removesuffix("-v0").lower()
+    if json.loads(args.env_kwargs) == json.loads(EASY_COUNTDOWN):
+        env += "-n2-easy"
+    elif json.loads(args.env_kwargs):
+        env += "-custom"
+    return f"{env}__{Path(args.model).name}"
+
+
+# -- evaluation ----------------------------------------------------------------------------
+
+
+def protocol(arm: str) -> dict[str, Any]:
+    """Episode options and sampling of ``arm``'s evaluation."""
+    if arm in ("vanilla", "fixed_reflection", "rrr"):
+        return {"env": {"max_attempts": 2, "reflect": True, "feedback": "binary"}, "samples": 1}
+    if arm in ("retry", "rise"):
+        return {"env": {"max_attempts": 2, "reflect": False, "feedback": "binary"}, "samples": 1}
+    if arm == "best_of_2":
+        return {"env": {"max_attempts": 1, "reflect": False, "feedback": "binary"}, "samples": 2}
+    raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
+
+
+def arm_scores(arm: str, episodes: Sequence[Episode]) -> dict[str, Any]:
+    """1st-try and 2nd-try accuracy of an arm, and which items it solved.
+
+    ``second_try`` is solved by the first or second answer: after a reflection (``vanilla``,
+    ``fixed_reflection``, ``rrr``), after "try again" (``retry``, ``rise``), or by either of
+    two independent samples (``best_of_2``). For ``best_of_2``, ``first_try`` is the mean over
+    both samples.
+    """
+    by_item: dict[int, list[Episode]] = {}
+    for episode in episodes:
+        by_item.setdefault(episode.index, []).append(episode)
+    first, second, tokens = {}, {}, 0
+    for index, group in sorted(by_item.items()):
+        graded = [e.graded for e in group]
+        tokens += sum(t.completion_tokens for e in group for t in e.turns)
+        if arm == "best_of_2":
+            first[index] = sum(bool(g and g[0].correct) for g in graded) / len(graded)
+            second[index] = any(g and g[0].correct for g in graded)
+        else:
+            (turns,) = graded
+            first[index] = float(bool(turns[0].correct))
+            second[index] = any(t.correct for t in turns[:2])
+    items = len(by_item)
+    return {
+        "items": items,
+        "first_try": sum(first.values()) / items,
+        "second_try": sum(second.values()) / items,
+        "solved_second": sorted(i for i, ok in second.items() if ok),
+        "eval_generated_tokens": tokens,
+    }
+
+
+def run_eval(
+    arm: str, model: Any, tokenizer: Any, args: argparse.Namespace, path: Path, seed: int
+) -> dict[str, Any]:
+    """Evaluate ``model`` under ``arm``'s protocol; episodes go to (and resume from) ``path``."""
+    from agents.backends import TransformersBackend
+
+    spec = protocol(arm)
+    options = {"split": args.eval_split, **json.loads(args.env_kwargs), **spec["env"]}
+    env = gym.make(args.env, **options)
+    indices = list(range(min(args.eval_n, len(env.unwrapped.task))))
+    temperature = args.sample_temperature if arm == "best_of_2" else 0.0
+    answer = SamplingParams(args.attempt_max_tokens, temperature)
+    sampling = PhaseSampling(
+        attempt=answer,
+        reflection=SamplingParams(args.reflection_max_tokens, temperature),
+        retry=answer,
+    )
+    backend: Any = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=seed)
+    if arm == "fixed_reflection":
+        backend = FixedReflectionBackend(backend, env.unwrapped.task.reflection_request)
+    started = time.perf_counter()
+    episodes, _ = evaluate(
+        lambda: gym.make(args.env, **options),
+        backend,
+        indices,
+        samples=spec["samples"],
+        sampling=sampling,
+        seed=seed,
+        episodes_path=path,
+        chunk_items=max(1, args.batch_size // spec["samples"]),
+        progress=True,
+    )
+    return {**arm_scores(arm, episodes), "eval_seconds": time.perf_counter() - started}
+
+
+def eval_model(policy: Any, args: argparse.Namespace) -> Any:
+    """The evaluation copy of ``policy``: LoRA merged, cast to ``--eval-dtype``."""
+    from agents.rise_awr import generation_model
+
+    return generation_model(policy, getattr(torch, args.eval_dtype))
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """RRR-GRPO for the budget; returns the trained policy and what the run cost."""
+    from trl import ModelConfig
+
+    from agents.grpo_reflect import GRPOReflectConfig
+    from agents.grpo_reflect import train as grpo_train
+
+    config = GRPOReflectConfig(
+        output_dir=str(args.runs_dir / setting_name(args) / f"rrr_seed{seed}"),
+        model=args.model,
+        env_id=args.env,
+        env_kwargs=args.env_kwargs,
+        train_split=args.train_split,
+        seed=seed,
+        max_steps=100_000,  # the budget stops it
+        max_minutes=args.budget_minutes,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        collect=True,
+        collect_n=args.rrr_collect_n,
+        attempt_max_tokens=args.attempt_max_tokens,
+        max_completion_length=args.reflection_max_tokens,
+        retry_max_tokens=args.attempt_max_tokens,
+        eval_n=0,
+        report_to="none",
+        save_strategy="no",
+        rollout_batch_size=args.batch_size,
+    )
+    model_args = ModelConfig(
+        dtype="float32", use_peft=True, lora_r=args.lora_r, lora_alpha=args.lora_alpha
+    )
+    result = grpo_train(config, model_args)
+    per_step = config.generation_batch_size
+    history = [h for h in result["log_history"] if "rrr/retry_success" in h]
+    tokens = sum(
+        per_step * (h.get("rrr/reflection_tokens", 0) + h.get("rrr/retry_tokens", 0))
+        for h in history
+    )
+    return {
+        "policy": result["model"],
+        "tokenizer": result["tokenizer"],
+        "train_seconds": result["train_seconds"],
+        "updates": result["steps"],
+        "train_generated_tokens": round(tokens),
+        "curve": [{"step": h["step"], "retry_success": h["rrr/retry_success"]} for h in history],
+        "failures": result["failures"],
+    }
+
+
+def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """RISE-AWR for the budget; returns the trained policy and what the run cost."""
+    from agents.rise_awr import Args as RiseArgs
+    from agents.rise_awr import train as rise_train
+
+    config = RiseArgs(
+        exp_name="rise",
+        seed=seed,
+        output_dir=str(args.runs_dir / setting_name(args)),
+        report_to="none",
+        env_id=args.env,
+        env_kwargs=args.env_kwargs,
+        train_split=args.train_split,
+        max_attempts=2,
+        model=args.model,
+        bf16=True,
+        use_peft=True,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        iterations=100_000,  # the budget stops it
+        max_minutes=args.budget_minutes,
+        items_per_iteration=args.rise_items,
+        max_new_tokens=args.attempt_max_tokens,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        minibatch_size=8,
+        micro_batch_size=4,
+        eval_n=0,
+    )
+    result = rise_train(config)
+    rows = [
+        json.loads(line)
+        for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    tokens = sum(r.get("rollout/generated_tokens", 0) for r in rows)
+    return {
+        "policy": result.policy,
+        "tokenizer": result.tokenizer,
+        "train_seconds": result.train_seconds,
+        "updates": int(sum(r.get("charts/optimizer_steps", 0) for r in rows)),
+        "iterations": result.iteration,
+        "train_generated_tokens": round(tokens),
+        "run_dir": str(result.run_dir),
+    }
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def sign_test(gained: int, lost: int) -> float:
+    """Two-sided exact sign test p-value of ``gained`` vs ``lost`` discordant items."""
+    n = gained + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(gained, lost) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def _mean_sd(values: Sequence[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+LABELS = {
+    "vanilla": "vanilla (own reflection, untrained)",
+    "retry": 'retry without reflection ("try again")',
+    "fixed_reflection": "fixed generic reflection",
+    "best_of_2": "best-of-2 samples (no feedback)",
+    "rrr": "RRR-GRPO (trained reflection)",
+    "rise": "RISE-AWR (trained retry)",
+}
+
+
+def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
+    """The markdown report."""
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_arm.setdefault(row["arm"], []).append(row)
+    machine = rows[0]["machine"]
+    lines = [
+        f"# RRR vs RISE: {args.model} on {args.env} {args.env_kwargs}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine_line(machine)}",
+        "",
+        f"Budget per method and seed: {args.budget_minutes:g} wall-clock minutes of training "
+        "(collection included, evaluation excluded), LoRA r "
+        f"{args.lora_r} / alpha {args.lora_alpha}, learning rate {args.learning_rate:g} "
+        "(constant) for both. Evaluation: greedy, the first "
+        f"{args.eval_n} items of the `{args.eval_split}` split, {args.attempt_max_tokens} tokens "
+        f"per answer, {args.reflection_max_tokens} per reflection, every model merged and cast "
+        f"to {args.eval_dtype}.",
+        "",
+        "| arm | seeds | 1st try | 2nd try | train min | updates | train tokens | "
+        "eval tokens / item |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in ARMS:
+        group = by_arm.get(arm)
+        if not group:
+            continue
+        train_min = [r["train_seconds"] / 60 for r in group if "train_seconds" in r]
+        updates = [r["updates"] for r in group if "updates" in r]
+        tokens = [r["train_generated_tokens"] for r in group if "train_generated_tokens" in r]
+        lines.append(
+            f"| {LABELS[arm]} | {len(group)} | {_mean_sd([r['first_try'] for r in group])} | "
+            f"{_mean_sd([r['second_try'] for r in group])} | "
+            f"{_mean_sd(train_min) if train_min else '-'} | "
+            f"{'/'.join(map(str, updates)) if updates else '-'} | "
+            f"{'/'.join(map(str, tokens)) if tokens else '-'} | "
+            f"{sum(r['eval_generated_tokens'] for r in group) / sum(r['items'] for r in group):.0f}"
+            " |"
+        )
+    lines += [
+        "",
+        "Paired comparisons on the 2nd try (items solved; exact two-sided sign test):",
+        "",
+    ]
+    lines += ["| comparison | seed | gained | lost | p |", "|---|---|---|---|---|"]
+    pairs = [("rrr", "vanilla"), ("rise", "retry"), ("rrr", "rise"), ("vanilla", "retry")]
+    pairs += [("vanilla", "fixed_reflection"), ("vanilla", "best_of_2")]
+    for a, b in pairs:
+        for row in by_arm.get(a, []):
+            others = [r for r in by_arm.get(b, []) if r["seed"] in (row["seed"], 0)]
+            if not others:
+                continue
+            mine, theirs = set(row["solved_second"]), set(others[0]["solved_second"])
+            gained, lost = len(mine - theirs), len(theirs - mine)
+            lines.append(
+                f"| {a} vs {b} | {row['seed'] or '-'} | {gained} | {lost} | "
+                f"{sign_test(gained, lost):.2f} |"
+            )
+    curves = [r for r in by_arm.get("rrr", []) if r.get("curve")]
+    if curves:
+        lines += ["", "RRR retry success of the sampled groups by step:", ""]
+        for row in curves:
+            points = ", ".join(f"{p['step']}: {p['retry_success']:.2f}" for p in row["curve"])
+            lines.append(f"- seed {row['seed']}: {points}")
+    lines += [
+        "",
+        "![accuracy vs training wall time](accuracy.png)",
+        "",
+        "The papers, for scale: " + PAPER_FIGURES,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy vs training wall time: each method from the base model to its trained policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = {r["arm"]: r for r in rows if r["seed"] == 0}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, title in zip(
+        axes, ("first_try", "second_try"), ("1st try", "2nd try"), strict=True
+    ):
+        for arm, start, color in (("rrr", "vanilla", "C0"), ("rise", "retry", "C1")):
+            for row in (r for r in rows if r["arm"] == arm):
+                x0 = base[start][key] if start in base else None
+                xs = [0, row["train_seconds"] / 60]
+                ys = [x0 if x0 is not None else row[key], row[key]]
+                ax.plot(xs, ys, "o-", color=color, label=f"{arm} seed {row['seed']}")
+        for arm, style in (("fixed_reflection", ":"), ("best_of_2", "--")):
+            if arm in base:
+                ax.axhline(base[arm][key], color="grey", linestyle=style, label=LABELS[arm])
+        ax.set_title(title)
+        ax.set_xlabel("training wall time (min)")
+    axes[0].set_ylabel("accuracy (held-out)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of ``results.jsonl`` (a torn last line from a kill is skipped)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Run every arm not yet in ``results.jsonl``, then write the report and plot."""
+    from agents.models import load_model_and_tokenizer
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    command = command_line("benchmarks.rrr_vs_rise", argv)
+    out = args.out_dir
+    (out / "episodes").mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    rows = read_rows(results)
+    done = {(r["arm"], r["seed"]) for r in rows}
+    common = {
+        "env": args.env,
+        "env_kwargs": args.env_kwargs,
+        "model": args.model,
+        "budget_minutes": args.budget_minutes,
+        "eval_n": args.eval_n,
+        "command": command,
+    }
+
+    def finish(arm: str, seed: int, extra: dict[str, Any], model: Any, tokenizer: Any) -> None:
+        path = out / "episodes" / f"{arm}__seed{seed}.jsonl"
+        scores = run_eval(arm, model, tokenizer, args, path, seed)
+        row = {"arm": arm, "seed": seed, **common, **extra, **scores}
+        row["machine"] = machine_info(MEASURED_CODE, PACKAGES)
+        row["python"] = platform.python_version()
+        append_lines(results, [row])
+        rows.append(row)
+        print(f"{arm} seed {seed}: 1st {row['first_try']:.3f} 2nd {row['second_try']:.3f}")
+
+    controls = [a for a in CONTROL_ARMS if a in args.arms and (a, 0) not in done]
+    if controls:
+        base, tokenizer = load_model_and_tokenizer(args.model, dtype="float32")
+        model = eval_model(base, args)
+        del base
+        for arm in controls:
+            finish(arm, 0, {}, model, tokenizer)
+        del model
+    for seed in range(1, args.seeds + 1):
+        for arm, trainer in (("rrr", train_rrr), ("rise", train_rise)):
+            if arm not in args.arms or (arm, seed) in done:
+                continue
+            trained = trainer(args, seed)
+            policy, tokenizer = trained.pop("policy"), trained.pop("tokenizer")
+            model = eval_model(policy, args)
+            del policy
+            finish(arm, seed, trained, model, tokenizer)
+            del model
+    if rows:
+        (out / "report.md").write_text(render(rows, args, command))
+        plot(rows, out / "accuracy.png")
+        print((out / "report.md").read_text())
+    return rows
+
+
+if __name__ == "__main__":
+    main()

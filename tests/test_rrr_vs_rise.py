@@ -1,0 +1,141 @@
+"""The head-to-head harness: arm protocols, scores, the sign test, and a quick real run."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import pytest
+
+import rrr_env
+from agents.controls import GENERIC_REFLECTION
+from agents.rollout import PhaseSampling, SamplingParams, rollout
+from agents.scripted import ScriptedBackend
+from benchmarks.rrr_vs_rise import ARMS, arm_scores, main, parse_args, protocol, sign_test
+from rrr_env.tasks.countdown_solver import solve
+
+gym.register_envs(rrr_env)
+SAMPLING = PhaseSampling.same(SamplingParams(16))
+
+
+def solver_policy(right_at: dict[int, set[int]]):
+    """Answers item ``i`` right at the answer numbers in ``right_at[i]``, else wrong."""
+    env = gym.make("rrr/Countdown-v0", split="test", size=8)
+    items = {}
+    for index in range(8):
+        obs, _ = env.reset(options={"index": index})
+        items[obs[-1]["content"]] = env.unwrapped.item
+
+    def policy(conversation):
+        question = conversation[1]["content"]
+        item = items[question]
+        index = list(items).index(question)
+        answer = sum(m["role"] == "assistant" for m in conversation)
+        if "Reflect" in conversation[-1]["content"]:
+            return "I will check the numbers."
+        number = (answer + 2) // 2 if "Reflect" in json.dumps(conversation) else answer + 1
+        if number in right_at.get(index, set()):
+            return f"\\boxed{{{solve(list(item.numbers), item.target)}}}"
+        return "\\boxed{1 + 1}"
+
+    return policy
+
+
+def episodes_of(arm: str, right_at: dict[int, set[int]], indices=(0, 1, 2, 3)):
+    spec = protocol(arm)
+    options = {"split": "test", "size": 8, **spec["env"]}
+    return rollout(
+        lambda: gym.make("rrr/Countdown-v0", **options),
+        ScriptedBackend(solver_policy(right_at)),
+        list(indices),
+        group_size=spec["samples"],
+        sampling=SAMPLING,
+    )
+
+
+@pytest.mark.parametrize("arm", ["vanilla", "retry", "rrr", "rise", "fixed_reflection"])
+def test_two_answer_arms_score_first_and_second_try(arm):
+    # item 0 right at once, item 1 right at the retry, items 2 and 3 never
+    episodes = episodes_of(arm, {0: {1}, 1: {2}})
+    scores = arm_scores(arm, episodes)
+    assert scores["items"] == 4
+    assert scores["first_try"] == 0.25 and scores["second_try"] == 0.5
+    assert scores["solved_second"] == [0, 1]
+    phases = [t.phase for t in episodes[1].turns]
+    reflects = protocol(arm)["env"]["reflect"]
+    assert phases == (["attempt", "reflection", "retry"] if reflects else ["attempt", "retry"])
+
+
+def test_best_of_2_is_solved_if_either_independent_sample_is_right():
+    spec = protocol("best_of_2")
+    assert spec["samples"] == 2 and spec["env"]["max_attempts"] == 1
+    episodes = episodes_of("best_of_2", {0: {1}})
+    # the scripted policy is deterministic, so fake one sample of item 1 as right
+    episodes[3].turns[0].correct = True
+    scores = arm_scores("best_of_2", episodes)
+    assert scores["first_try"] == pytest.approx((1 + 0.5 + 0 + 0) / 4)
+    assert scores["second_try"] == 0.5 and scores["solved_second"] == [0, 1]
+    assert all(len(e.turns) == 1 for e in episodes), "no feedback, no second answer"
+
+
+def test_every_arm_has_a_protocol_and_unknown_arms_fail():
+    assert {arm: protocol(arm)["env"]["reflect"] for arm in ARMS} == {
+        "vanilla": True,
+        "retry": False,
+        "fixed_reflection": True,
+        "best_of_2": False,
+        "rrr": True,
+        "rise": False,
+    }
+    with pytest.raises(ValueError, match="unknown arm"):
+        protocol("oracle")
+
+
+def test_sign_test_by_hand():
+    assert sign_test(0, 0) == 1.0
+    assert sign_test(3, 0) == pytest.approx(2 / 8)  # 2 * P(X <= 0), X ~ Bin(3, 1/2)
+    assert sign_test(11, 7) == pytest.approx(sign_test(7, 11))
+    assert sign_test(11, 7) == pytest.approx(0.4807, abs=1e-4)
+    assert sign_test(5, 5) == 1.0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "0"], "--seeds"),
+        (["--env-kwargs", "[1]"], "JSON object"),
+        (["--env-kwargs", "{oops"], "not valid JSON"),
+        (["--arms", "oracle"], "invalid choice"),
+    ],
+)
+def test_bad_command_lines_fail_clearly(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--quick", "--out-dir", str(out), "--runs-dir", str(tmp_path / "runs")]
+    rows = main(argv)
+    by_arm = {r["arm"]: r for r in rows}
+    assert set(by_arm) == set(ARMS)
+    assert {r["seed"] for r in rows if r["arm"] in ("rrr", "rise")} == {1}
+    for arm in ("rrr", "rise"):
+        row = by_arm[arm]
+        assert row["updates"] >= 1 and row["train_generated_tokens"] > 0
+        assert row["train_seconds"] > 0
+    assert by_arm["rrr"]["curve"], "retry success logged per step"
+    for row in rows:
+        assert row["items"] == 2 and 0 <= row["first_try"] <= row["second_try"] <= 1
+    fixed = [
+        json.loads(line) for line in (out / "episodes" / "fixed_reflection__seed0.jsonl").open()
+    ]
+    reflections = [t["text"] for e in fixed for t in e["turns"] if t["phase"] == "reflection"]
+    assert reflections and set(reflections) == {GENERIC_REFLECTION}
+    report = (out / "report.md").read_text()
+    assert "RRR-GRPO (trained reflection)" in report and (out / "accuracy.png").stat().st_size
+    again = main(argv)
+    key = lambda r: (r["arm"], r["seed"], r["first_try"], r["second_try"])  # noqa: E731
+    assert sorted(map(key, again)) == sorted(map(key, rows)), "a rerun finds every arm done"
