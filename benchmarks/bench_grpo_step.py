@@ -1,7 +1,7 @@
 """Step time of RRR-GRPO vs plain TRL GRPO, with the same generated tokens per step.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_grpo_step
-    OMP_NUM_THREADS=1 python -m benchmarks.bench_grpo_step --quick   # smoke run under /tmp
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_grpo_step --quick   # smoke run, temp dir
 
 Both trainers get the same failure prompts, model (SmolLM2-135M, fp32), batch and GRPO
 options. Lengths are forced with ``generation_kwargs={"min_new_tokens": L}`` and
@@ -38,7 +38,7 @@ from transformers import TrainerCallback
 import rrr_env
 from agents.grpo_reflect import GRPOReflectConfig, build_trainer
 from agents.models import load_model_and_tokenizer
-from benchmarks.common import command_line, machine_line
+from benchmarks.common import QUICK_RESULTS, command_line, machine_line
 from benchmarks.common import machine_info as _machine_info
 
 gym.register_envs(rrr_env)
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = RESULTS
     if args.quick:
         args.tokens, args.steps, args.rounds, args.group_size = 8, 1, 1, 2
-        results = Path("/tmp/bench_grpo_step")
+        results = QUICK_RESULTS
     results.mkdir(parents=True, exist_ok=True)
     keys = ("prompts", "group_size", "tokens", "steps", "rounds")
     if args.render:
