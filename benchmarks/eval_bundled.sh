@@ -2,14 +2,14 @@
 # First real numbers: agents.evaluate of the bundled models on Countdown and BFCL (test splits).
 # Each run appends episodes as it goes and resumes if rerun. Results: benchmarks/results/eval/.
 # Token limits are below the paper's so that the runs fit a 2-core CPU: 384 per answer, 192 per
-# reflection for Countdown; 256 / 192 for BFCL (tool calls are short). The committed results
-# are N=32, SmolLM2 only (32 Countdown episodes took ~40 min on the shared 2-core machine);
-# MODELS="smollm2-135m qwen2.5-coder-0.5b" N=200 bash benchmarks/eval_bundled.sh extends them.
+# reflection for Countdown; 256 / 192 for BFCL (tool calls are short). Countdown: the first 200
+# test items (TinyZero's distribution); BFCL: the test split of simple_python + multiple (135
+# items). MODELS="smollm2-135m" N=32 bash benchmarks/eval_bundled.sh runs a subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results/eval
-models=${MODELS:-"smollm2-135m"}
-n=${N:-32}
+models=${MODELS:-"qwen2.5-coder-0.5b smollm2-135m"}
+n=${N:-200}
 for model in $models; do
   python -m agents.evaluate --env rrr/Countdown-v0 --model "$model" --split test --n "$n" \
     --max-new-tokens 384 --reflection-max-new-tokens 192 --batch-size 32 \

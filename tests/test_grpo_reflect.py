@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ from agents.backends import eos_token_ids, render_prompt
 from agents.grpo_reflect import (
     GRPOReflectConfig,
     ReflectRetryRollout,
+    TimeBudget,
     build_trainer,
     load_failures,
     load_policy,
@@ -204,11 +206,28 @@ def test_config_has_the_paper_defaults_and_per_device_precision(tmp_path):
         ({"failures_path": None, "collect": False}, "--failures_path DIR or --collect"),
         ({"eval_strategy": "steps"}, "--eval_n"),
         ({"use_transformers_continuous_batching": True}, "--use_vllm"),
+        ({"max_minutes": 0}, "--max_minutes must be > 0"),
     ],
 )
 def test_config_rejects_bad_combinations_with_a_fix(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         make_config(tmp_path, **overrides)
+
+
+def test_time_budget_stops_training_after_the_step_that_spends_it():
+    from transformers import TrainerControl
+
+    def step(budget: TimeBudget, global_step: int) -> bool:
+        control = TrainerControl()
+        state = SimpleNamespace(global_step=global_step, max_steps=10)
+        return budget.on_step_end(None, state, control).should_training_stop
+
+    spent = TimeBudget(minutes=1.0, started=time.perf_counter() - 61.0)
+    assert step(spent, 3) and spent.stopped_early
+    fresh = TimeBudget(minutes=1.0, started=time.perf_counter())
+    assert not step(fresh, 3) and not fresh.stopped_early
+    last = TimeBudget(minutes=1.0, started=time.perf_counter() - 61.0)
+    assert not step(last, 10) and not last.stopped_early, "max_steps ended it, not the budget"
 
 
 def test_cli_reads_yaml_configs_and_lora_options():
