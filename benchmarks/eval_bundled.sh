@@ -4,7 +4,9 @@
 # Token limits are below the paper's so that the runs fit a 2-core CPU: 384 per answer, 192 per
 # reflection for Countdown; 256 / 192 for BFCL (tool calls are short). Countdown: the first 200
 # test items (TinyZero's distribution); BFCL: the test split of simple_python + multiple (135
-# items). MODELS="smollm2-135m" N=32 bash benchmarks/eval_bundled.sh runs a subset.
+# items). MODELS="smollm2-135m" N=32 bash benchmarks/eval_bundled.sh runs a subset. Committed so
+# far: Countdown 64 items (Qwen2.5-Coder-0.5B, ~7 s per item) and 32 (SmolLM2-135M), BFCL the
+# whole 135; rerunning this script resumes and extends Countdown to 200.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results/eval
