@@ -38,11 +38,10 @@ from transformers import TrainerCallback
 import rrr_env
 from agents.grpo_reflect import GRPOReflectConfig, build_trainer
 from agents.models import load_model_and_tokenizer
-from benchmarks.common import QUICK_RESULTS, command_line, machine_line
+from benchmarks.common import QUICK_RESULTS, RESULTS, command_line, machine_line
 from benchmarks.common import machine_info as _machine_info
 
 gym.register_envs(rrr_env)
-RESULTS = Path(__file__).resolve().parent / "results"
 MEASURED_CODE = [
     "agents/grpo_reflect.py",
     "agents/reflection_rollout.py",

@@ -50,11 +50,10 @@ from agents.grpo_reflect import (
 )
 from agents.models import load_model_and_tokenizer
 from agents.rollout import SamplingParams
-from benchmarks.common import command_line, machine_line
+from benchmarks.common import RESULTS, command_line, machine_line
 from benchmarks.common import machine_info as _machine_info
 
 gym.register_envs(rrr_env)
-RESULTS = Path(__file__).resolve().parent / "results"
 MEASURED_CODE = [
     "agents/grpo_reflect.py",
     "agents/reflection_rollout.py",
