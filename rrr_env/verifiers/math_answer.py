@@ -8,10 +8,16 @@ with the gold answer as a :class:`fractions.Fraction`. Nothing is evaluated as c
 are built from capped digit strings, and only a bounded tail of the response is scanned, so
 the cost is bounded on any input.
 
-Words are dropped as units (``18 dollars``, ``$18/hour``, ``5 cm^2``), except those that
-change the value. Deliberately not accepted (reason ``unparsable``): arithmetic (``3 + 4``),
-mixed numbers (``2 1/2``), scientific notation, constants (``\\pi``), lists, ranges, and scale
-or fraction words (``1.5 million``, ``18 and a half``), whose meaning depends on the question.
+Only the words of a closed list of units and currencies (:data:`UNIT_WORDS`) are dropped
+(``18 dollars``, ``$18/hour``, ``5 cm^2``); any other word makes the answer ``unparsable``, as
+it may change the value (``not 5``, ``5 squared``, ``twice 5``, ``1.5 million``). Before an
+``=`` only a short label may stand (``x = 18``, ``\\text{Total} = 18``): ``5 = 6`` is not the
+answer 6. Deliberately not accepted either: arithmetic (``3 + 4``), mixed numbers
+(``2 1/2``), scientific notation, constants (``\\pi``), lists, ranges and non-ASCII digits.
+
+The whole response is judged, however long: the last box is found by :func:`last_boxed`
+(bounded by :data:`MAX_ANSWER_CHARS`), the last number by ``str.rfind`` of the last digit and a
+pattern search in a bounded window before it.
 """
 
 from __future__ import annotations
@@ -21,50 +27,79 @@ from fractions import Fraction
 from functools import lru_cache
 
 from rrr_env.verdict import Verdict
-from rrr_env.verifiers.boxed import last_boxed
+from rrr_env.verifiers.boxed import BoxedTooLong, last_boxed
 
 #: Verdict reasons, ``ok`` first: nothing to extract / extracted but not a number / a
 #: different number.
 REASONS = ("ok", "no_answer", "unparsable", "wrong_answer")
 
-MAX_BOXED_SCAN_CHARS = 100_000  # tail of the response searched for \boxed{...}
-MAX_NUMBER_SCAN_CHARS = 10_000  # tail searched for a bare number when nothing is boxed
 MAX_ANSWER_CHARS = 1_000  # longer boxed content is not one number
+MAX_NUMBER_CHARS = 1_000  # window before the last digit searched for the last number
+MAX_SPACES = 16  # whitespace inside \frac{a}{b} when it is read from running text
 MAX_DIGITS = 100  # per number literal (integer plus decimal digits); more is unparsable
 MAX_SHOWN_CHARS = 100  # of the extracted text, kept in ``Verdict.details``
 
 # One number literal: digits with optional comma thousands separators and decimals.
-_LITERAL = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_LITERAL = r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+"
 # The whole normalised answer: a signed literal, optionally over another signed literal.
 _ANSWER = re.compile(rf"([+-]?)\s*({_LITERAL})\s*(?:/\s*([+-]?)\s*({_LITERAL}))?")
 # A bare number in running text (the fallback): a literal, "a/b" or "\frac{a}{b}"; a minus
-# counts only when it is not binary ("3-4" ends in 4, not in -4).
+# counts only when it is not binary ("3-4" ends in 4, not in -4). Whitespace is bounded, so
+# that a match around the last digit lies within a bounded window. Group 1: a bare literal.
+_S = rf"\s{{0,{MAX_SPACES}}}"
 _NUMBER_IN_TEXT = re.compile(
     rf"(?:(?<![\w)\]}}])-)?"
-    rf"(?:\\[dt]?frac\s*\{{\s*-?(?:{_LITERAL})\s*\}}\s*\{{\s*-?(?:{_LITERAL})\s*\}}"
-    rf"|(?:{_LITERAL})(?:\s*/\s*(?:{_LITERAL}))?)"
+    rf"(?:\\[dt]?frac{_S}\{{{_S}-?(?:{_LITERAL}){_S}\}}{_S}\{{{_S}-?(?:{_LITERAL}){_S}\}}"
+    rf"|((?:{_LITERAL})(?:{_S}/{_S}(?:{_LITERAL}))?))"
+)
+# What may stand before a number in braces read from running text: "\text{18}" is 18, but
+# "x^{2}", "\sqrt{2}" or a "\frac" the pattern did not take are not the number 2.
+_WRAPPER_BEFORE_BRACE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox)\s*\{\s*\Z"
 )
 
 _WRAPPERS = re.compile(
     r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)"
     r"\s*\{([^{}]*)\}"
 )
-_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{([^{}]*)\}\s*\{([^{}]*)\}|(\d)\s*(\d))")
+_FRAC = re.compile(r"\\[dt]?frac\s*(?:\{([^{}]*)\}\s*\{([^{}]*)\}|([0-9])\s*([0-9]))")
 _DEGREES = re.compile(r"\^\s*(?:\{\s*\\circ\s*\}|\\circ)")
 # Everything after the last "=" or "\approx" is the answer ("x = 18" -> "18").
 _RELATION = re.compile(r"=|\\approx|≈")
 # A word (a unit, usually), with an optional power as in "cm^2" and an optional "/" as in
 # "$18/hour" or "km/h"; never (part of) a LaTeX command name.
-_WORD = re.compile(r"(?:/\s*)?(?<!\\)(?<![^\W\d_])[^\W\d_]+(?:\s*\^\s*(?:\{\s*\d\s*\}|\d)|[²³])?")
-# Words that change the value, so that dropping them would accept a different answer. Words
-# between two numbers ("3 times 6") need no entry: two numbers are unparsable anyway.
-_VALUE_WORDS = frozenset(
+_WORD = re.compile(
+    r"(?:/\s*)?(?<!\\)(?<![^\W\d_])([^\W\d_]+)(?:\s*\^\s*(?:\{\s*[23]\s*\}|[23])|[²³])?"
+)
+#: The words dropped from an answer: units and currencies, singular and plural, lower case.
+#: A closed list on purpose: any other word may change the value ("not", "squared", "twice",
+#: "half", "dozen", "million", "minus") and makes the answer unparsable.
+UNIT_WORDS = frozenset(
     {
-        *("half", "halves", "dozen", "dozens", "minus", "negative"),
-        *("hundred", "hundreds", "thousand", "thousands", "million", "millions"),
-        *("billion", "billions", "trillion", "trillions"),
+        # money
+        *("dollar", "dollars", "usd", "cent", "cents", "euro", "euros", "eur", "pound"),
+        *("pounds", "gbp", "yen", "rupee", "rupees", "buck", "bucks", "penny", "pennies"),
+        *("nickel", "nickels", "dime", "dimes", "quarter", "quarters"),
+        # time
+        *("second", "seconds", "sec", "secs", "s", "minute", "minutes", "min", "mins"),
+        *("hour", "hours", "hr", "hrs", "h", "day", "days", "week", "weeks", "month"),
+        *("months", "year", "years", "yr", "yrs"),
+        # length, area, volume
+        *("mm", "cm", "m", "km", "meter", "meters", "metre", "metres", "centimeter"),
+        *("centimeters", "kilometer", "kilometers", "inch", "inches", "foot", "feet", "ft"),
+        *("yard", "yards", "yd", "mile", "miles", "mi", "sq", "square", "cubic"),
+        *("l", "liter", "liters", "litre", "litres", "ml", "milliliter", "milliliters"),
+        *("gallon", "gallons", "gal", "quart", "quarts", "pint", "pints", "cup", "cups"),
+        # mass
+        *("g", "gram", "grams", "kg", "kilogram", "kilograms", "mg", "lb", "lbs", "ounce"),
+        *("ounces", "oz", "ton", "tons", "tonne", "tonnes"),
+        # rates, angles, counts of occurrences
+        *("per", "mph", "kph", "percent", "degree", "degrees", "time", "times"),
     }
 )
+# Words that may stand before "=" as the name of the answer ("x = 18", "total cost = 18").
+_LABEL = re.compile(r"[^\W\d_]+(?:[ _]+[^\W\d_]+){0,2}")
+_NEGATIONS = frozenset({"not", "no", "never", "non", "isnt", "minus", "negative"})
 _REPLACEMENTS = (
     ("{,}", ","),  # 1{,}234
     ("\\,", ""),  # thin space, also a thousands separator: 1\,234
@@ -83,6 +118,10 @@ _REPLACEMENTS = (
     ("\\%", ""),
     ("%", ""),
     ("°", ""),
+    ("€", ""),
+    ("£", ""),
+    ("¥", ""),
+    ("₹", ""),
     ("\u2009", ""),  # thin space
     ("\u202f", ""),  # narrow no-break space
     ("−", "-"),  # U+2212 minus sign
@@ -144,13 +183,14 @@ def _number(text: str) -> Fraction:
     return value
 
 
-def _normalise(answer: str) -> tuple[str, list[str]]:
+def _normalise(answer: str) -> tuple[str, list[str], list[str]]:
+    """The answer after the last relation, its words, and what stood before each relation."""
     text = answer
     for _ in range(4):  # \text{} rarely nests; bounded passes keep the cost linear
         text, count = _WRAPPERS.subn(r" \1 ", text)
         if not count:
             break
-    text = _RELATION.split(text)[-1]
+    *labels, text = _RELATION.split(text)
     for _ in range(4):
         text, count = _FRAC.subn(lambda m: f" {m[1] or m[3]}/{m[2] or m[4]} ", text)
         if not count:
@@ -159,7 +199,7 @@ def _normalise(answer: str) -> tuple[str, list[str]]:
     for old, new in _REPLACEMENTS:
         text = text.replace(old, new)
     words = _WORD.findall(text)
-    return _WORD.sub(" ", text).strip().rstrip(".").strip(), words
+    return _WORD.sub(" ", text).strip().rstrip(".").strip(), words, labels
 
 
 def normalise(answer: str) -> str:
@@ -199,10 +239,14 @@ def parse_answer(answer: str) -> Fraction:
     """
     if len(answer) > MAX_ANSWER_CHARS:
         raise _Unparsable(f"longer than {MAX_ANSWER_CHARS} characters")
-    text, words = _normalise(answer)
-    value_words = sorted({w.lower() for w in words} & _VALUE_WORDS)
-    if value_words:
-        raise _Unparsable(f"words that change the value: {value_words}")
+    text, words, labels = _normalise(answer)
+    other_words = sorted({w.lower() for w in words} - UNIT_WORDS)
+    if other_words:
+        raise _Unparsable(f"words that are not units: {other_words[:5]}")
+    for label in labels:
+        label = label.strip().replace("$", "").strip()
+        if _LABEL.fullmatch(label) is None or _NEGATIONS & set(label.lower().split()):
+            raise _Unparsable(f"{label[:40]!r} = ... is not a name for the answer")
     if "\\" in text:
         raise _Unparsable("LaTeX that is not a plain number")
     return _number(text)
@@ -216,16 +260,29 @@ def _gold_value(gold: str) -> Fraction:
         raise ValueError(f"gold answer {gold!r} is not a number: {error}") from None
 
 
-def _last_number(response: str) -> tuple[str, bool] | None:
-    """The last number in the scanned tail, and whether the window may have cut it."""
-    tail = response[-MAX_NUMBER_SCAN_CHARS:]
-    last = None
-    for last in _NUMBER_IN_TEXT.finditer(tail):  # noqa: B007 - the last match is wanted
-        pass
-    if last is None:
+def _last_number(response: str) -> tuple[str, str | None] | None:
+    """The last number in ``response`` and why it is not a readable answer (``None`` if it is).
+
+    Found without scanning the whole text in Python: ``str.rfind`` locates the last digit, and
+    the pattern runs over a window of :data:`MAX_NUMBER_CHARS` before it.
+    """
+    last_digit = max(response.rfind(digit) for digit in "0123456789")
+    if last_digit < 0:
         return None
-    cut = len(response) > len(tail) and last.start() == 0 and response[-len(tail) - 1].isdigit()
-    return last[0], cut
+    start = max(0, last_digit - MAX_NUMBER_CHARS)
+    last = None
+    for last in _NUMBER_IN_TEXT.finditer(response, start, last_digit + MAX_SPACES + 2):  # noqa: B007
+        pass
+    assert last is not None  # the last digit alone is a number
+    if start > 0 and last.start() == start:
+        return last[0], f"a number longer than the {MAX_NUMBER_CHARS} characters read"
+    if last[1] is not None:  # a bare literal: is it the number, or part of some LaTeX?
+        before = response[max(0, last.start() - MAX_NUMBER_CHARS) : last.start()].rstrip()
+        if not before and last.start() > MAX_NUMBER_CHARS:
+            return last[0], "a number after more whitespace than is read"
+        if before.endswith("{") and _WRAPPER_BEFORE_BRACE.search(before[-40:]) is None:
+            return last[0], "a number inside LaTeX braces (a power, root or fraction part)"
+    return last[0], None
 
 
 def verify(response: str, gold: str) -> Verdict:
@@ -257,18 +314,22 @@ def verify(response: str, gold: str) -> Verdict:
     if not isinstance(response, str):
         raise TypeError(f"response must be a str, got {type(response).__name__}")
     expected = _gold_value(gold)
-    boxed = last_boxed(response[-MAX_BOXED_SCAN_CHARS:])
+    try:
+        boxed = last_boxed(response, MAX_ANSWER_CHARS)
+    except BoxedTooLong as error:
+        details = {"source": "boxed", "extracted": "", "error": str(error)}
+        return Verdict(False, "unparsable", details=details)
     if boxed is not None and boxed.strip():
+        error = None
         source, extracted = "boxed", boxed
     else:
         # An empty \boxed{} is usually the instruction echoed back, not an answer.
         found = _last_number(response)
         if found is None:
             return Verdict(False, "no_answer")
-        source, (extracted, cut) = "last_number", found
+        source, (extracted, error) = "last_number", found
     details = {"source": source, "extracted": extracted[:MAX_SHOWN_CHARS]}
-    if source == "last_number" and cut:
-        error = f"a number longer than the {MAX_NUMBER_SCAN_CHARS} characters scanned"
+    if error is not None:
         return Verdict(False, "unparsable", details={**details, "error": error})
     try:
         value = parse_answer(extracted)
