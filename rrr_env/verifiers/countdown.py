@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from rrr_env.verdict import Verdict
-from rrr_env.verifiers.boxed import last_boxed
+from rrr_env.verifiers.boxed import BoxedTooLong, last_boxed
 
 #: The paper's error taxonomy for Countdown, ``ok`` first.
 REASONS = ("ok", "no_answer", "invalid_expression", "wrong_numbers", "missed_target")
 
-MAX_BOXED_CHARS = 10_000  # raw boxed content; longer is not a Countdown answer
+MAX_BOXED_CHARS = 2_000  # raw boxed content; longer is not a Countdown answer (bounds cost)
 MAX_EXPRESSION_CHARS = 1_000  # after normalisation; bounds parsing and exact arithmetic
 MAX_DEPTH = 64  # parenthesis nesting; CPython's parser gives up near 200
 
@@ -51,7 +51,7 @@ _REPLACEMENTS = (
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _ALLOWED = re.compile(r"[0-9+\-*/()\s]*")
 _ALLOWED_OR_EQUALS = re.compile(r"[0-9+\-*/()\s=]*")
-_INT_LITERAL = re.compile(r"\s*\d{1,12}\s*")
+_INT_LITERAL = re.compile(r"\s*(-?)\s*(\d{1,12})\s*")  # targets may be negative
 
 
 def normalise(expression: str) -> str:
@@ -78,10 +78,10 @@ def _split_equation(text: str) -> tuple[str, int | None] | None:
         return text.strip(), None
     if len(sides) == 2:
         left, right = sides
-        if _INT_LITERAL.fullmatch(right):
-            return left.strip(), int(right)
-        if _INT_LITERAL.fullmatch(left):
-            return right.strip(), int(left)
+        if literal := _INT_LITERAL.fullmatch(right):
+            return left.strip(), int(literal[1] + literal[2])
+        if literal := _INT_LITERAL.fullmatch(left):
+            return right.strip(), int(literal[1] + literal[2])
     return None
 
 
@@ -218,11 +218,12 @@ def verify(response: str, numbers: Sequence[int], target: int) -> Verdict:
     """
     if not isinstance(response, str):
         raise TypeError(f"response must be a str, got {type(response).__name__}")
-    boxed = last_boxed(response)
+    try:
+        boxed = last_boxed(response, MAX_BOXED_CHARS)
+    except BoxedTooLong as error:
+        return Verdict(False, "invalid_expression", details={"error": str(error)})
     if boxed is None or not boxed.strip():
         return Verdict(False, "no_answer")
-    if len(boxed) > MAX_BOXED_CHARS:
-        return Verdict(False, "invalid_expression", details={"error": "answer too long"})
     equation = _split_equation(normalise(boxed))
     if equation is None:
         return Verdict(False, "invalid_expression", details={"error": "ambiguous equation"})
