@@ -9,6 +9,7 @@ Importing the package registers its environment ids (``rrr/Countdown-v0``, ...):
     env = gym.make("rrr/Countdown-v0")
 """
 
+from rrr_env import data
 from rrr_env.env import ReflectRetryEnv
 from rrr_env.registration import ENV_IDS, register_all
 from rrr_env.spaces import Conversation, UnicodeText
@@ -25,5 +26,6 @@ __all__ = [
     "Task",
     "UnicodeText",
     "Verdict",
+    "data",
     "make_task",
 ]

@@ -9,7 +9,7 @@ import gymnasium as gym
 
 from rrr_env.spaces import Conversation, UnicodeText
 from rrr_env.tasks import make_task
-from rrr_env.tasks.base import Message, Task, check_index
+from rrr_env.tasks.base import Message, Task, check_bool, check_index, check_int, is_int
 from rrr_env.verdict import Verdict
 
 Phase = Literal["attempt", "reflection", "retry", "done"]
@@ -105,6 +105,8 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
         render_mode: str | None = None,
         **task_options: Any,
     ) -> None:
+        max_attempts = check_int("max_attempts", max_attempts, minimum=1)
+        reflect = check_bool("reflect", reflect)
         if isinstance(task, Task):
             if task_options:
                 raise TypeError(
@@ -114,8 +116,6 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
             self.task = task
         else:
             self.task = make_task(task, **task_options)
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be an int >= 1, got {max_attempts!r}")
         if feedback not in FEEDBACK_MODES:
             raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, got {feedback!r}")
         if reflect and feedback == "none":
@@ -126,7 +126,7 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.max_attempts = max_attempts
-        self.reflect = bool(reflect)
+        self.reflect = reflect
         self.feedback = feedback
         self.render_mode = render_mode
 
@@ -149,7 +149,8 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[list[Message], dict[str, Any]]:
         """Start an episode on a random item, or on ``options["index"]``."""
-        super().reset(seed=seed)
+        # Gymnasium's seeding takes only a Python int; numpy integers are ints too.
+        super().reset(seed=int(seed) if is_int(seed) else seed)
         options = {} if options is None else options
         if not isinstance(options, dict):
             raise TypeError(f"options must be a dict, got {type(options).__name__}")

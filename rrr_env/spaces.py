@@ -3,13 +3,29 @@
 ``gymnasium.spaces.Text`` only contains strings drawn from its ``charset`` (alphanumerics by
 default), so it rejects spaces, punctuation and most Unicode, which every model response has.
 These spaces accept any Unicode string up to a length bound.
+
+They also work with ``gymnasium.vector.AsyncVectorEnv``'s default ``shared_memory=True``:
+text has no fixed size, so it cannot live in a fixed shared buffer as arrays do; the functions
+registered below with Gymnasium's ``create_shared_memory`` / ``write_to_shared_memory`` /
+``read_from_shared_memory`` pass each observation through one multiprocessing queue instead,
+with a shared counter per env, and the parent reads the newest one per env when the batch is
+read.
 """
 
 from __future__ import annotations
 
+import copy
+import queue
+from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import Any
 
 from gymnasium import spaces
+from gymnasium.vector.utils import (
+    create_shared_memory,
+    read_from_shared_memory,
+    write_to_shared_memory,
+)
 
 # What `sample()` draws from: printable ASCII plus a few non-ASCII letters and symbols, so that
 # sampled actions exercise the same code paths as real model text.
@@ -123,3 +139,111 @@ class Conversation(spaces.Space[list]):
             and other.max_messages == self.max_messages
             and other.content == self.content
         )
+
+
+# -- AsyncVectorEnv with shared_memory=True ---------------------------------------------------
+
+#: Seconds the parent waits for an observation that a worker has announced but not delivered.
+SHARED_READ_TIMEOUT_S = 60.0
+
+
+class SharedTextChannel:
+    """What ``create_shared_memory`` makes for a text space: a queue and a counter per env.
+
+    A worker puts ``(index, observation)`` on the queue, then counts it; the parent, when it
+    reads the batch (after the worker has answered the step), takes from the queue until it
+    has every counted observation, so no size limit applies and nothing is stale.
+    """
+
+    def __init__(self, n: int, ctx: ModuleType) -> None:
+        self.n = n
+        self.queue = ctx.Queue()
+        self.counts = ctx.Array("q", n, lock=False)
+        self._worker_ready = False
+
+    def write(self, index: int, value: Any) -> None:
+        """Worker side: send the observation of env ``index``."""
+        if not self._worker_ready:
+            # A worker may exit with observations nobody read (copy=False, unread batch):
+            # do not block its exit on flushing them.
+            self.queue.cancel_join_thread()
+            self._worker_ready = True
+        self.queue.put((index, value))
+        self.counts[index] += 1
+
+
+class SharedTextBatch(Sequence):
+    """The parent's view of a :class:`SharedTextChannel`: the newest observation of each env.
+
+    Reading an element takes pending observations from the queue first, so the view stays
+    current, as a numpy view of shared memory does. ``copy.deepcopy`` (what
+    ``AsyncVectorEnv(copy=True)`` returns) gives a plain tuple, as ``SyncVectorEnv`` does.
+    """
+
+    def __init__(self, channel: SharedTextChannel) -> None:
+        self._channel = channel
+        self._seen = [0] * channel.n
+        self._latest: list[Any] = [None] * channel.n
+
+    def _sync(self) -> None:
+        channel = self._channel
+        while any(seen < count for seen, count in zip(self._seen, channel.counts, strict=True)):
+            try:
+                index, value = channel.queue.get(timeout=SHARED_READ_TIMEOUT_S)
+            except queue.Empty:
+                raise RuntimeError(
+                    "a vector env worker announced an observation but did not deliver it within "
+                    f"{SHARED_READ_TIMEOUT_S:.0f} s (did it die?)"
+                ) from None
+            self._seen[index] += 1
+            self._latest[index] = value
+
+    def __len__(self) -> int:
+        return self._channel.n
+
+    def __getitem__(self, index: Any) -> Any:
+        self._sync()
+        if isinstance(index, slice):
+            return tuple(self._latest[index])
+        return self._latest[index]
+
+    def __iter__(self) -> Iterator[Any]:
+        self._sync()
+        return iter(list(self._latest))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> tuple[Any, ...]:
+        return tuple(copy.deepcopy(value, memo) for value in self)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SharedTextBatch | tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"SharedTextBatch({tuple(self)!r})"
+
+
+@create_shared_memory.register(UnicodeText)
+@create_shared_memory.register(Conversation)
+def _create_text_channel(
+    space: UnicodeText | Conversation, n: int = 1, ctx: ModuleType | None = None
+) -> SharedTextChannel:
+    if ctx is None:
+        import multiprocessing as ctx
+    return SharedTextChannel(n, ctx)
+
+
+@read_from_shared_memory.register(UnicodeText)
+@read_from_shared_memory.register(Conversation)
+def _read_text_channel(
+    space: UnicodeText | Conversation, shared_memory: SharedTextChannel, n: int = 1
+) -> SharedTextBatch:
+    return SharedTextBatch(shared_memory)
+
+
+@write_to_shared_memory.register(UnicodeText)
+@write_to_shared_memory.register(Conversation)
+def _write_text_channel(
+    space: UnicodeText | Conversation, index: int, value: Any, shared_memory: SharedTextChannel
+) -> None:
+    shared_memory.write(index, value)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rrr_env.tasks.countdown import CountdownTask, split_of
-from rrr_env.tasks.countdown_solver import reachable, solve
+from rrr_env.tasks.countdown_solver import reachable, reachable_values, solvable, solve
 from rrr_env.verifiers.countdown import verify
 
 NUMS, TARGET = [96, 74, 37, 7], 52
@@ -73,6 +73,12 @@ def test_train_and_test_splits_are_disjoint():
         ({"size": 0}, "size"),
         ({"source": "jsonl"}, "path"),
         ({"num_count": 2, "number_range": (1, 1), "target_range": (50, 60)}, "widen"),
+        ({"num_count": (2, 4), "number_range": (1, 9), "target_range": (100, 500)}, "widen"),
+        ({"num_count": 4, "number_range": (0, 0), "target_range": (1, 5)}, "widen"),
+        ({"number_range": "19"}, "number_range"),
+        ({"num_count": True}, "num_count"),
+        ({"seed": True}, "seed"),
+        ({"seed": 1.0}, "seed"),
     ],
 )
 def test_bad_configs_raise_with_a_fix(options, match):
@@ -95,26 +101,141 @@ def test_solver_proves_unsolvable_and_finds_solutions():
 
 
 def test_every_tinyzero_test_item_is_solved_and_the_solution_verifies(tinyzero_test_path):
-    task = CountdownTask(source="jsonl", path=tinyzero_test_path)
+    # Also why loading the bundled file skips the per-item solvability check.
+    task = CountdownTask(data=tinyzero_test_path)
     assert len(task) == 2001
     for i in range(len(task)):
         item = task[i]
         solution = solve(item.numbers, item.target)
         assert solution is not None, item
         assert verify(f"\\boxed{{{solution}}}", item.numbers, item.target).correct, item
+        assert solvable(item.numbers, item.target), item
 
 
 def test_jsonl_loader_with_split_and_size(tmp_path, tinyzero_test_path):
-    test_part = CountdownTask(source="jsonl", path=tinyzero_test_path, split="test")
-    train_part = CountdownTask(source="jsonl", path=tinyzero_test_path, split="train")
+    test_part = CountdownTask(data=tinyzero_test_path, split="test")
+    train_part = CountdownTask(data=tinyzero_test_path, split="train")
     assert len(test_part) + len(train_part) == 2001
-    assert len(CountdownTask(source="jsonl", path=tinyzero_test_path, size=10)) == 10
+    assert len(CountdownTask(data=tinyzero_test_path, size=10)) == 10
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"numbers": [1, 2], "target": 3}) + "\n")
-    with pytest.raises(ValueError, match="row 0"):
-        CountdownTask(source="jsonl", path=bad)
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        CountdownTask(data=bad)
     with pytest.raises(FileNotFoundError):
-        CountdownTask(source="jsonl", path=tmp_path / "missing.jsonl")
+        CountdownTask(data=tmp_path / "missing.jsonl")
+
+
+def test_data_takes_a_path_an_iterable_or_a_dataset_alike(tinyzero_test_path):
+    rows = [{"nums": [3, 8], "target": 11}, {"nums": [96, 74, 37, 7], "target": 52}]
+    from_rows = CountdownTask(data=rows)
+    assert [(i.numbers, i.target) for i in from_rows] == [((3, 8), 11), ((96, 74, 37, 7), 52)]
+    assert from_rows[0].id == "data-0"
+    bundled = CountdownTask(data=str(tinyzero_test_path), size=3)
+    assert [i.id for i in bundled] == ["jsonl-0", "jsonl-1", "jsonl-2"]
+    datasets = pytest.importorskip("datasets")
+    from_dataset = CountdownTask(data=datasets.Dataset.from_list(rows))
+    assert [i.numbers for i in from_dataset] == [i.numbers for i in from_rows]
+
+
+def test_old_source_and_path_keywords_still_work_with_a_warning(tinyzero_test_path):
+    with pytest.warns(DeprecationWarning, match="data="):
+        old = CountdownTask(source="jsonl", path=tinyzero_test_path, size=5)
+    assert [i.id for i in old] == [i.id for i in CountdownTask(data=tinyzero_test_path, size=5)]
+    with pytest.warns(DeprecationWarning):
+        generated = CountdownTask(source="generator", size=5)
+    assert generated[0] == CountdownTask(size=5)[0]
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"nums": "45", "target": 9}, "'nums'"),
+        ({"nums": [4.5, 2], "target": 9}, "'nums'"),
+        ({"nums": [4.0, 2], "target": 6}, "'nums'"),
+        ({"nums": [True, 2], "target": 3}, "'nums'"),
+        ({"nums": [], "target": 3}, "'nums'"),
+        ({"nums": {"a": 1}, "target": 1}, "'nums'"),
+        ({"nums": [1, 2], "target": 3.0}, "'target'"),
+        ({"nums": [1, 2], "target": True}, "'target'"),
+        ({"nums": [1, 2], "target": "3"}, "'target'"),
+        ({"nums": [1, 2]}, "target"),
+        ([1, 2, 3], "nums"),
+    ],
+)
+def test_bad_rows_are_refused_with_file_line_and_field(tmp_path, row, field):
+    # Regression: these were coerced ("45" -> [4, 5], 4.5 -> 4, True -> 1) into other items.
+    path = tmp_path / "items.jsonl"
+    good = json.dumps({"nums": [3, 8], "target": 11})
+    path.write_text(f"{good}\n\n{json.dumps(row)}\n")
+    with pytest.raises(ValueError, match=rf"items.jsonl:3: .*{field}"):
+        CountdownTask(data=path)
+    with pytest.raises(ValueError, match=rf"data\[1\]: .*{field}"):
+        CountdownTask(data=[{"nums": [3, 8], "target": 11}, row])
+
+
+def test_a_line_that_is_not_json_names_file_and_line(tmp_path):
+    # Regression: a bare JSONDecodeError without file or line.
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps({"nums": [3, 8], "target": 11}) + "\n{nums: [1, 2]\n")
+    with pytest.raises(ValueError, match=r"items.jsonl:2: not JSON"):
+        CountdownTask(data=path)
+
+
+def test_unsolvable_items_are_left_out_with_one_warning(tmp_path):
+    # Regression: [1, 1] -> 5 was posed although no answer can be right.
+    rows = [{"nums": [1, 1], "target": 5}, {"nums": [3, 8], "target": 11}]
+    rows += [{"nums": [2, 2], "target": 7}]
+    with pytest.warns(UserWarning, match=r"left out 2 Countdown item\(s\).*data\[0\]") as record:
+        task = CountdownTask(data=rows)
+    assert len(record) == 1
+    assert [(i.numbers, i.target) for i in task] == [((3, 8), 11)]
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no Countdown items"):
+        CountdownTask(data=rows[:1])
+
+
+def test_numpy_integers_are_accepted_wherever_ints_are():
+    np = pytest.importorskip("numpy")
+    task = CountdownTask(size=np.int64(5), seed=np.int32(2), num_count=(np.int64(3), np.int8(3)))
+    assert len(task) == 5 and task[np.int64(4)] == CountdownTask(size=5, seed=2, num_count=3)[4]
+    rows = [{"nums": np.array([3, 8]), "target": np.int64(11)}]
+    assert CountdownTask(data=rows)[0].numbers == (3, 8)
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"num_count": 2, "number_range": (1, 1), "target_range": (50, 60)},
+        {"num_count": (2, 4), "number_range": (1, 9), "target_range": (100, 500)},
+        {"num_count": 3, "number_range": (1, 2), "target_range": (30, 40)},
+    ],
+)
+def test_infeasible_generator_knobs_are_rejected_at_construction(knobs):
+    # Regression: (1, 1) -> (50, 60) took 14 s to fail; (2, 4) / (1, 9) -> (100, 500) was
+    # accepted, then reset() raised for seeds whose item had two numbers.
+    with pytest.raises(ValueError, match="widen the ranges"):
+        CountdownTask(**knobs)
+
+
+def test_every_item_an_accepted_generator_can_pose_is_generated():
+    # Hard but feasible: 4 numbers of 1..9 reach a target of 100..500 only sometimes.
+    task = CountdownTask(num_count=4, number_range=(1, 9), target_range=(100, 500), size=40)
+    for i in range(len(task)):
+        item = task[i]
+        assert 100 <= item.target <= 500
+        assert verify(f"\\boxed{{{item.solution}}}", item.numbers, item.target).correct
+
+
+def test_solvable_agrees_with_the_full_solver():
+    import random
+
+    rng = random.Random(0)
+    for count in (1, 2, 3, 4):
+        for _ in range(40 if count < 4 else 8):
+            numbers = [rng.randint(0, 12) for _ in range(count)]
+            values = reachable(numbers)
+            assert reachable_values(numbers) == set(values)
+            for target in range(-20, 40):
+                assert solvable(numbers, target) == (Fraction(target) in values), numbers
 
 
 # -- verifier ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -223,13 +224,71 @@ def test_sync_vector_env_returns_text():
     assert obs[1][-1]["content"] == CountdownTask.reflection_request
 
 
-def test_async_vector_env_default_raises_clear_error_and_works_without_shared_memory():
-    fns = [lambda: gym.make("rrr/Countdown-v0") for _ in range(2)]
-    with pytest.raises(ValueError, match="shared_memory=False"):
-        gym.vector.AsyncVectorEnv(fns)
-    envs = gym.vector.AsyncVectorEnv(fns, shared_memory=False)
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_async_vector_env_works_with_gymnasium_defaults_and_matches_sync(env_id):
+    # Regression: the default shared_memory=True raised CustomSpaceError (as a ValueError).
+    options = ENV_OPTIONS.get(env_id, {})
+    async_envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="async", **options)
+    sync_envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync", **options)
     try:
-        obs, _ = envs.reset(seed=[0, 1])
-        assert obs[0][1]["content"].startswith("Using the numbers")
+        assert async_envs.shared_memory
+        obs_async, info_async = async_envs.reset(seed=[0, 1])
+        obs_sync, info_sync = sync_envs.reset(seed=[0, 1])
+        assert isinstance(obs_async, tuple) and obs_async == obs_sync
+        assert list(info_async["item_id"]) == list(info_sync["item_id"])
+        long_answer = "no answer " * 50_000  # far beyond any fixed-size text buffer
+        for actions in [("\\boxed{1}", long_answer), ("a reflection", "another"), ("x", "y")]:
+            result_async = async_envs.step(actions)
+            result_sync = sync_envs.step(actions)
+            assert result_async[0] == result_sync[0]
+            assert list(result_async[1]) == list(result_sync[1])
+            assert list(result_async[2]) == list(result_sync[2])
+    finally:
+        async_envs.close()
+        sync_envs.close()
+
+
+def test_async_vector_env_without_copy_returns_a_live_view_of_the_newest_observations():
+    fns = [lambda: gym.make("rrr/Countdown-v0") for _ in range(2)]
+    envs = gym.vector.AsyncVectorEnv(fns, copy=False)
+    try:
+        first, _ = envs.reset(seed=[0, 1])
+        assert first[0][1]["content"].startswith("Using the numbers")
+        second, *_ = envs.step(("\\boxed{1}", "\\boxed{2}"))
+        assert second[1][-1]["content"] == CountdownTask.reflection_request
+        assert len(second) == 2 and tuple(second) == tuple(first)  # one live view
     finally:
         envs.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"reflect": "False"}, TypeError),
+        ({"reflect": 0}, TypeError),
+        ({"reflect": None}, TypeError),
+        ({"max_attempts": True}, ValueError),
+        ({"max_attempts": 2.0}, ValueError),
+        ({"max_attempts": "2"}, ValueError),
+    ],
+)
+def test_argument_types_are_checked_not_coerced(kwargs, error):
+    # Regression: reflect="False" was silently True.
+    with pytest.raises(error, match=next(iter(kwargs))):
+        ReflectRetryEnv("countdown", **kwargs)
+
+
+def test_numpy_integers_and_bools_are_accepted_like_python_ones():
+    # Regression: np.int64 was refused for max_attempts (and size, seed, num_count).
+    env = gym.make(
+        "rrr/Countdown-v0",
+        max_attempts=np.int64(3),
+        reflect=np.bool_(False),
+        size=np.int32(20),
+        seed=np.int64(1),
+        num_count=np.int64(3),
+    ).unwrapped
+    assert env.max_attempts == 3 and type(env.max_attempts) is int and env.reflect is False
+    assert len(env.task) == 20
+    obs, info = env.reset(seed=np.int64(5), options={"index": np.int16(4)})
+    assert info["index"] == 4 and info["item_id"] == env.task[4].id

@@ -126,8 +126,47 @@ def test_xlam_rejects_bad_data_with_the_record_number():
         FunctionCallingTask(data=[{**records[0], "answers": '[{"name": "f"}]'}])
     with pytest.raises(ValueError, match="record 0"):
         FunctionCallingTask(data=[{"tools": "[]", "answers": "[]"}])
-    with pytest.raises(ValueError, match="iterable of records"):
+    with pytest.raises(TypeError, match="iterable of dicts"):
         FunctionCallingTask(data=42)  # type: ignore[arg-type]
+
+
+def test_xlam_errors_name_file_and_line(tmp_path):
+    lines = XLAM_JSONL.read_text(encoding="utf-8").splitlines()
+    path = tmp_path / "xlam.jsonl"
+    path.write_text("\n".join([lines[0], "{not json", *lines[1:]]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"xlam.jsonl:2: not JSON"):
+        FunctionCallingTask(data=path)
+    bad = json.loads(lines[1])
+    bad["answers"] = "[{"
+    path.write_text("\n".join([lines[0], json.dumps(bad)]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"record 1 \(.*xlam.jsonl:2\): field 'answers'"):
+        FunctionCallingTask(data=path)
+
+
+def test_xlam_gzipped_file_loads_like_the_plain_one(tmp_path):
+    import gzip
+
+    path = tmp_path / "xlam.jsonl.gz"
+    path.write_bytes(gzip.compress(XLAM_JSONL.read_bytes()))
+    gz, plain = FunctionCallingTask(data=path), FunctionCallingTask(data=XLAM_JSONL)
+    assert [gz[i] for i in range(len(gz))] == [plain[i] for i in range(len(plain))]
+
+
+def test_xlam_records_without_answers_are_left_out_with_one_warning():
+    # Regression: a record with no gold call was posed although no response can match it.
+    records = xlam_records()
+    empty = [{**records[0], "id": 100, "answers": "[]"}, {**records[1], "id": 101, "answers": []}]
+    with pytest.warns(UserWarning, match=r"left out 2 xLAM record\(s\).*data\[12\]") as caught:
+        task = FunctionCallingTask(data=records + empty)
+    assert len(caught) == 1
+    assert len(task) == 12 and {task[i].id for i in range(12)}.isdisjoint({"xlam-100", "xlam-101"})
+
+
+def test_xlam_duplicate_ids_are_refused():
+    # Regression: two records with one id were both posed, and item ids were ambiguous.
+    records = xlam_records()
+    with pytest.raises(ValueError, match=r"duplicate id 'xlam-3', first at data\[3\]"):
+        FunctionCallingTask(data=[*records, {**records[5], "id": 3}])
 
 
 @pytest.mark.parametrize(

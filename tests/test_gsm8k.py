@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 import time
@@ -15,34 +16,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rrr_env
+from rrr_env.data import GSM8K_TEST, GSM8K_TRAIN
 from rrr_env.tasks import make_task
-from rrr_env.tasks.gsm8k import DIR_ENV_VAR, INSTRUCTION, GSM8KTask
+from rrr_env.tasks.gsm8k import INSTRUCTION, GSM8KTask
 from rrr_env.verdict import Verdict
 from rrr_env.verifiers.math_answer import REASONS, gold_answer, parse_answer, verify
 
 gym.register_envs(rrr_env)
 
-DATA = Path(__file__).parents[2] / "shared" / "data" / "gsm8k"
 ENV_ID = "rrr/GSM8K-v0"
 
 
 @pytest.fixture
 def data_dir() -> Path:
-    if not (DATA / "train.jsonl").is_file() or not (DATA / "test.jsonl").is_file():
-        pytest.skip(f"the original GSM8K files are not at {DATA} (train.jsonl, test.jsonl)")
-    return DATA
-
-
-@pytest.fixture(autouse=True)
-def _no_env_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A developer's own RRR_GSM8K_DIR must not change what these tests load.
-    monkeypatch.delenv(DIR_ENV_VAR, raising=False)
+    # The bundled copy: train.jsonl.gz and test.jsonl.gz, the original files compressed.
+    return GSM8K_TRAIN.parent
 
 
 def _golds(folder: Path) -> list[str]:
     golds = []
-    for name in ("train.jsonl", "test.jsonl"):
-        with (folder / name).open(encoding="utf-8") as handle:
+    for name in ("train.jsonl.gz", "test.jsonl.gz"):
+        with gzip.open(folder / name, "rt", encoding="utf-8") as handle:
             golds += [gold_answer(json.loads(line)["answer"]) for line in handle if line.strip()]
     return golds
 
@@ -243,54 +237,97 @@ def test_any_rational_in_a_box_verifies(value, as_frac: bool) -> None:
 # -- task options and data loading ------------------------------------------------------------
 
 
-def test_task_loads_the_shared_files(data_dir: Path) -> None:
-    train = GSM8KTask(split="train", source="jsonl", path=data_dir)
-    test = GSM8KTask(split="test", source="jsonl", path=data_dir / "test.jsonl")
+def test_task_loads_the_bundled_files(data_dir: Path) -> None:
+    train = GSM8KTask(split="train", data=data_dir)
+    test = GSM8KTask(split="test", data=GSM8K_TEST)
     assert (len(train), len(test)) == (7473, 1319)
     assert test[0].id == "gsm8k-test-0" and test[0].gold == "18"
     assert test[0].question.startswith("Janet")
     assert train.source == test.source == "jsonl"
-    small = GSM8KTask(split="test", source="jsonl", path=data_dir, size=5)
+    small = GSM8KTask(split="test", data=data_dir, size=5)
     assert [item.id for item in small] == [test[i].id for i in range(5)]
     messages = test.prompt(test[0])
     assert messages == [{"role": "user", "content": f"{test[0].question}\n{INSTRUCTION}"}]
 
 
-def test_env_var_is_the_offline_default(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DIR_ENV_VAR, str(data_dir))
+def test_bundled_copy_is_the_offline_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: the default went to the hub (24 s of retries offline, then an error).
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setitem(sys.modules, "datasets", None)  # any hub access would fail
     env = gym.make(ENV_ID, split="test", size=3)
-    assert env.unwrapped.task.source == "jsonl"
-    assert len(env.unwrapped.task) == 3
-    assert GSM8KTask(source="jsonl", size=2).path == data_dir
+    task = env.unwrapped.task
+    assert task.source == "bundled" and len(task) == 3 and task[0].gold == "18"
+    assert len(gym.make(ENV_ID).unwrapped.task) == 7473
 
 
-def test_hub_source_asks_datasets_for_openai_gsm8k(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_none_is_every_item_as_in_the_other_envs(data_dir: Path) -> None:
+    # Regression: split=None raised here but meant "every item" in the other envs.
+    every = GSM8KTask(split=None)
+    assert len(every) == 7473 + 1319
+    assert every[0].id == "gsm8k-train-0" and every[7473].id == "gsm8k-test-0"
+    assert len(GSM8KTask(split=None, data=data_dir)) == 7473 + 1319
+    assert len(GSM8KTask(split=None, data=GSM8K_TEST)) == 1319
+    assert len(GSM8KTask(split=None, size=4)) == 4
+
+
+def test_data_takes_a_file_an_iterable_or_a_dataset(tmp_path: Path) -> None:
+    rows = [{"question": f"What is {i} + 1?", "answer": f"#### {i + 1}"} for i in range(3)]
+    path = tmp_path / "mine.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    from_file = GSM8KTask(data=path)
+    from_list = GSM8KTask(data=rows, split="test")
+    assert [i.gold for i in from_file] == [i.gold for i in from_list] == ["1", "2", "3"]
+    assert from_file[0].id == "gsm8k-mine-0" and from_list[0].id == "gsm8k-test-0"
+    datasets = pytest.importorskip("datasets")
+    from_dataset = GSM8KTask(data=datasets.Dataset.from_list(rows), split=None)
+    assert [i.question for i in from_dataset] == [i.question for i in from_list]
+    assert from_dataset[0].id == "gsm8k-data-0"
+
+
+def test_old_source_and_path_keywords_still_work_with_a_warning(data_dir: Path) -> None:
+    with pytest.warns(DeprecationWarning, match="data="):
+        old = GSM8KTask(split="test", source="jsonl", path=data_dir, size=3)
+    with pytest.warns(DeprecationWarning, match="data="):
+        older = GSM8KTask(split="test", path=GSM8K_TEST, size=3)
+    assert (
+        [i.id for i in old]
+        == [i.id for i in older]
+        == [i.id for i in GSM8KTask(split="test", size=3)]
+    )
+
+
+def test_hub_is_one_option_away_and_gives_the_same_items(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
+    bundled = GSM8KTask(split="test")
+    rows = [{"question": item.question, "answer": item.solution} for item in bundled]
 
     class FakeDatasets:
         @staticmethod
         def load_dataset(*args, **kwargs):
             calls.append((args, kwargs))
-            return [{"question": "1 + 1?", "answer": "1 + 1 = 2\n#### 2"}]
+            return rows
 
+    monkeypatch.setattr("rrr_env.data.hub_reachable", lambda timeout=0: True)
     monkeypatch.setitem(sys.modules, "datasets", FakeDatasets)
-    task = GSM8KTask(split="test")
+    task = GSM8KTask(split="test", data="openai/gsm8k")
     assert calls == [(("openai/gsm8k", "main"), {"split": "test"})]
-    assert task.source == "hub" and task[0].id == "gsm8k-test-0" and task[0].gold == "2"
+    assert task.source == "hub" and [i for i in task] == [i for i in bundled]
 
 
-def test_unreachable_hub_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_hub_fails_fast_and_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     class OfflineDatasets:
         @staticmethod
         def load_dataset(*args, **kwargs):
             raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub")
 
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # let the (fake) cache lookup run
     monkeypatch.setitem(sys.modules, "datasets", OfflineDatasets)
-    with pytest.raises(RuntimeError, match=f"source='jsonl', path=.*{DIR_ENV_VAR}"):
-        gym.make(ENV_ID)
+    with pytest.raises(ConnectionError, match="data=None, the default"):
+        gym.make(ENV_ID, data="openai/gsm8k")
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
-    with pytest.raises(ImportError, match=f"pip install datasets.*source='jsonl'.*{DIR_ENV_VAR}"):
-        GSM8KTask()
+    with pytest.raises(ImportError, match="pip install datasets.*data=None"):
+        GSM8KTask(data="openai/gsm8k")
 
 
 def _write(path: Path, lines: list[str]) -> Path:
@@ -302,13 +339,14 @@ def _write(path: Path, lines: list[str]) -> Path:
     ("options", "error", "match"),
     [
         ({"split": "dev"}, ValueError, "split must be one of"),
-        ({"split": None}, ValueError, "split must be one of"),
         ({"source": "web"}, ValueError, "source must be one of"),
-        ({"size": 0}, ValueError, "size must be a positive int"),
-        ({"size": True}, ValueError, "size must be a positive int"),
-        ({"size": "10"}, ValueError, "size must be a positive int"),
+        ({"size": 0}, ValueError, "size must be an int >= 1"),
+        ({"size": True}, ValueError, "size must be an int >= 1"),
+        ({"size": "10"}, ValueError, "size must be an int >= 1"),
         ({"source": "hub", "path": "x.jsonl"}, ValueError, "path is only allowed"),
-        ({"source": "jsonl"}, ValueError, f"path=.*{DIR_ENV_VAR}"),
+        ({"source": "jsonl"}, ValueError, "needs path="),
+        ({"data": 3}, TypeError, "iterable of dicts"),
+        ({"data": "/nonexistent/gsm8k"}, FileNotFoundError, "neither a folder nor a file"),
         ({"path": 3}, ValueError, "path must be a str"),
         ({"path": "/nonexistent/gsm8k"}, FileNotFoundError, "neither a folder nor a file"),
     ],
@@ -320,11 +358,11 @@ def test_bad_options_raise(options: dict, error: type[Exception], match: str) ->
 
 def test_bad_data_raises(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(FileNotFoundError, match="test.jsonl"):
-        GSM8KTask(split="test", path=tmp_path)
+        GSM8KTask(split="test", data=tmp_path)
     with pytest.raises(ValueError, match="split='test'"):
-        GSM8KTask(split="train", path=data_dir / "test.jsonl")
+        GSM8KTask(split="train", data=GSM8K_TEST)
     with pytest.raises(ValueError, match="has only 1319"):
-        GSM8KTask(split="test", path=data_dir, size=5000)
+        GSM8KTask(split="test", data=data_dir, size=5000)
     good = json.dumps({"question": "q", "answer": "#### 1"})
     bad_rows = {
         "json": "{not json",
@@ -335,34 +373,32 @@ def test_bad_data_raises(tmp_path: Path, data_dir: Path) -> None:
     for name, row in bad_rows.items():
         path = _write(tmp_path / f"{name}.jsonl", [good, "", row])
         with pytest.raises(ValueError, match=f"{name}.jsonl:3"):
-            GSM8KTask(path=path)
+            GSM8KTask(data=path)
     with pytest.raises(ValueError, match="no GSM8K problems"):
-        GSM8KTask(path=_write(tmp_path / "empty.jsonl", [""]))
-    custom = GSM8KTask(path=_write(tmp_path / "mine.jsonl", [good]))
+        GSM8KTask(data=_write(tmp_path / "empty.jsonl", [""]))
+    custom = GSM8KTask(data=_write(tmp_path / "mine.jsonl", [good]))
     assert custom[0].id == "gsm8k-mine-0"
 
 
 def test_unknown_option_names_the_valid_ones(data_dir: Path) -> None:
     with pytest.raises(TypeError, match="split"):
-        make_task("gsm8k", splt="test", path=data_dir)
+        make_task("gsm8k", splt="test", data=data_dir)
     with pytest.raises(TypeError, match="size"):
-        gym.make(ENV_ID, path=data_dir, n_items=3)
+        gym.make(ENV_ID, data=data_dir, n_items=3)
 
 
 # -- the environment --------------------------------------------------------------------------
 
 
 def test_check_env_passes_with_warnings_as_errors(data_dir: Path) -> None:
-    env = gym.make(ENV_ID, split="test", source="jsonl", path=data_dir)
+    env = gym.make(ENV_ID, split="test", data=data_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_env(env.unwrapped)
 
 
 def test_rise_episode_wrong_wrong_right(data_dir: Path) -> None:
-    env = gym.make(
-        ENV_ID, split="test", source="jsonl", path=data_dir, reflect=False, max_attempts=3
-    )
+    env = gym.make(ENV_ID, split="test", data=data_dir, reflect=False, max_attempts=3)
     task = env.unwrapped.task
     obs, info = env.reset(seed=0, options={"index": 0})
     assert obs == task.prompt(task[0]) and task[0].gold == "18"
@@ -383,7 +419,7 @@ def test_rise_episode_wrong_wrong_right(data_dir: Path) -> None:
 
 
 def test_rrr_episode_reposes_the_question(data_dir: Path) -> None:
-    env = gym.make(ENV_ID, split="test", source="jsonl", path=data_dir, size=10)
+    env = gym.make(ENV_ID, split="test", data=data_dir, size=10)
     obs, _ = env.reset(seed=0, options={"index": 1})
     obs, reward, terminated, _, info = env.step("no idea")
     assert (reward, terminated, info["phase"]) == (0.0, False, "reflection")
@@ -395,12 +431,12 @@ def test_rrr_episode_reposes_the_question(data_dir: Path) -> None:
 
 def test_reset_seed_is_deterministic(data_dir: Path) -> None:
     def episode_starts(seed: int) -> list[str]:
-        env = gym.make(ENV_ID, split="test", source="jsonl", path=data_dir)
+        env = gym.make(ENV_ID, split="test", data=data_dir)
         env.reset(seed=seed)
         return [env.reset()[1]["item_id"] for _ in range(5)]
 
     assert episode_starts(3) == episode_starts(3)
     assert episode_starts(3) != episode_starts(4)
-    env_a = gym.make(ENV_ID, split="test", source="jsonl", path=data_dir)
-    env_b = gym.make(ENV_ID, split="test", source="jsonl", path=data_dir)
+    env_a = gym.make(ENV_ID, split="test", data=data_dir)
+    env_b = gym.make(ENV_ID, split="test", data=data_dir)
     assert env_a.reset(seed=7) == env_b.reset(seed=7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Any, ClassVar, TypedDict
 
 import numpy as np
@@ -69,9 +70,35 @@ class Task(abc.ABC):
         return None
 
 
+def is_int(value: Any) -> bool:
+    """True for an integer (``int``, ``numpy.int64``, any ``numbers.Integral``), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an ``int``, or raise a ``ValueError`` naming ``name``.
+
+    Accepts any ``numbers.Integral`` (numpy integers included) and rejects bools.
+
+    >>> check_int("size", np.int64(3), minimum=1)
+    3
+    """
+    if not is_int(value) or (minimum is not None and value < minimum):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an int{bound}, got {value!r}")
+    return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` as a ``bool``, or raise a ``TypeError`` (``"False"`` is not a bool)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_index(index: Any, size: int) -> int:
     """Return ``index`` as an int, or raise a clear error when it does not address an item."""
-    if isinstance(index, bool) or not isinstance(index, int | np.integer):
+    if not is_int(index):
         raise TypeError(f"item index must be an int, got {type(index).__name__}")
     if not 0 <= index < size:
         raise IndexError(f"item index {index} out of range for a task of {size} items")

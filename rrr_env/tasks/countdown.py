@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rrr_env.tasks.base import Message, Task, check_index
-from rrr_env.tasks.countdown_solver import reachable
+import numpy as np
+
+from rrr_env import data as rrr_data
+from rrr_env.tasks.base import Message, Task, check_index, check_int, is_int
+from rrr_env.tasks.countdown_solver import reachable, reachable_values, solvable
 from rrr_env.verdict import Verdict
 from rrr_env.verifiers import countdown as countdown_verifier
 
@@ -29,6 +35,14 @@ TEST_SHARE_PERCENT = 10
 DEFAULT_SIZES = {"train": 10_000, "test": 1_000}
 MAX_CACHED_ITEMS = 100_000  # generated items kept in memory (a few hundred bytes each)
 MAX_DRAWS = 10_000  # per generated item, before concluding the configuration is infeasible
+#: The construction-time probe of the generator's knobs: per count of numbers, draws until
+#: PROBE_HITS of them have a target in range; fewer hits in PROBE_DRAWS draws (1%) fail.
+PROBE_DRAWS = 300
+PROBE_HITS = 3
+#: Data items have 1..MAX_NUMBERS numbers; those of up to MAX_CHECKED_NUMBERS are proved
+#: solvable at load (milliseconds each; five numbers would take a fifth of a second).
+MAX_NUMBERS = 6
+MAX_CHECKED_NUMBERS = 4
 
 
 @dataclass(frozen=True)
@@ -60,35 +74,53 @@ def split_of(numbers: Sequence[int], target: int) -> str:
 
 
 def _int_range(name: str, value: Any, lowest: int, highest: int) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         value = (value, value)
     if (
         not isinstance(value, Sequence)
+        or isinstance(value, str)
         or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not all(is_int(v) for v in value)
     ):
         raise ValueError(f"{name} must be an int or a (low, high) pair of ints, got {value!r}")
-    low, high = value
+    low, high = int(value[0]), int(value[1])
     if not lowest <= low <= high <= highest:
         raise ValueError(f"{name} must satisfy {lowest} <= low <= high <= {highest}, got {value!r}")
-    return int(low), int(high)
+    return low, high
+
+
+def _max_magnitude(count: int, largest: int) -> int:
+    # Every value of `count` numbers of magnitude <= B is p/q with |p|, |q| <= 2**(count-1) B**c
+    # (a sum of fractions doubles the bound of the product of the parts).
+    return 2 ** (count - 1) * max(largest, 1) ** count
 
 
 class CountdownTask(Task):
-    """Countdown with a seeded generator of solvable items or a file / hub dataset.
+    """Countdown with a seeded generator of solvable items, or items from data.
 
     Args:
-        split: ``"train"`` or ``"test"`` (disjoint by construction), or ``None`` for every
-            item of a file / hub dataset (and ``"train"`` for the generator).
-        source: ``"generator"`` (TinyZero's distribution, every item proved solvable),
-            ``"jsonl"`` (a file of ``{"nums": [...], "target": T}`` lines, e.g. TinyZero's
-            test set) or ``"hub"`` (``Jiayi-Pan/Countdown-Tasks-3to4`` via ``datasets``).
-        path: The JSONL file, for ``source="jsonl"``.
-        size: Number of items (generator default 10,000 train / 1,000 test; files: all).
+        data: ``None`` (default): the seeded generator (TinyZero's distribution, every item
+            proved solvable). Otherwise the items, as rows ``{"nums": [int, ...], "target":
+            int}``: a path to a JSON / JSON Lines file (gzipped or not; e.g.
+            :data:`rrr_env.data.COUNTDOWN_TINYZERO_TEST`, TinyZero's test set, bundled), a
+            ``datasets.Dataset`` or any iterable of such dicts, or a hub id such as
+            ``"Jiayi-Pan/Countdown-Tasks-3to4"`` (its ``train`` split; needs ``datasets`` and
+            the network). A malformed row raises, naming its file and line; rows that have no
+            solution are left out with one warning.
+        split: ``"train"`` or ``"test"`` (disjoint by construction: a hash of the problem),
+            or ``None`` for every item of the data (and ``"train"`` for the generator).
+        size: Number of items (generator default 10,000 train / 1,000 test; data: all).
         num_count: How many numbers per item: an int or an inclusive ``(low, high)``; 2..5.
         number_range: Inclusive range of the numbers (TinyZero: 1..99).
         target_range: Inclusive range of the target (TinyZero: 10..100).
         seed: Generator seed; item ``i`` depends only on the seed, the split and ``i``.
+        source: Deprecated: ``"generator"`` is ``data=None``, ``"jsonl"`` is ``data=path``,
+            ``"hub"`` is ``data="Jiayi-Pan/Countdown-Tasks-3to4"``.
+        path: Deprecated: the file for ``source="jsonl"``; pass ``data=path``.
+
+    The generator's knobs are checked at construction: ranges that no count of numbers can
+    reach, or where fewer than 1 draw in 100 has a target in range, raise ``ValueError``, so
+    every item that ``reset`` can pose is generated (each from up to 10,000 draws).
     """
 
     name: ClassVar[str] = "countdown"
@@ -97,79 +129,119 @@ class CountdownTask(Task):
     def __init__(
         self,
         *,
+        data: Any = None,
         split: str | None = None,
-        source: str = "generator",
-        path: str | Path | None = None,
         size: int | None = None,
         num_count: int | tuple[int, int] = (3, 4),
         number_range: tuple[int, int] = (1, 99),
         target_range: tuple[int, int] = (10, 100),
         seed: int = 0,
+        source: str | None = None,
+        path: str | os.PathLike[str] | None = None,
     ) -> None:
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        data = _deprecated_source(data, source, path)
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"size must be a positive int or None, got {size!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        if (path is None) != (source != "jsonl"):
-            raise ValueError("path is required with source='jsonl' and only allowed with it")
-        self.source = source
+        if size is not None:
+            size = check_int("size", size, minimum=1)
+        self.seed = check_int("seed", seed)
         self.split = split
-        self.seed = seed
+        self.data = data
+        self.source = "generator" if data is None else _source_label(data)
         self.num_count = _int_range("num_count", num_count, 2, 5)
         self.number_range = _int_range("number_range", number_range, 0, 10_000)
         self.target_range = _int_range("target_range", target_range, -1_000_000, 1_000_000)
         self._items: list[CountdownItem] | None = None
-        if source == "generator":
+        if data is None:
             self.split = split or "train"
             self._size = size or DEFAULT_SIZES[self.split]
             self._cache: dict[int, CountdownItem] = {}
-            self[0]  # fail now, with a clear message, if the ranges admit no solvable item
+            self._check_feasible()
+            self[0]
         else:
-            rows = _read_jsonl(Path(path)) if source == "jsonl" else _read_hub()
-            self._items = self._items_from_rows(rows, size)
+            rows = rrr_data.records(data, hub_split="train", offline_hint=_OFFLINE_HINT)
+            self._items = self._items_from_rows(rows, size, data)
             self._size = len(self._items)
             if not self._items:
-                raise ValueError(f"no Countdown items in {source} data for split {split!r}")
-
-    def _items_from_rows(self, rows: list[dict[str, Any]], size: int | None) -> list[CountdownItem]:
-        items = []
-        for line, row in enumerate(rows):
-            try:
-                numbers = tuple(int(n) for n in row["nums"])
-                target = int(row["target"])
-            except (KeyError, TypeError, ValueError) as error:
                 raise ValueError(
-                    f"row {line}: expected {{'nums': [...], 'target': int}}"
-                ) from error
+                    f"no Countdown items in {rrr_data.describe(data)} for split {split!r}"
+                )
+
+    def _items_from_rows(
+        self, rows: Iterable[tuple[str, Any]], size: int | None, data: Any
+    ) -> list[CountdownItem]:
+        proved = _is_bundled(data)  # the bundled file: every item proved solvable by a test
+        items, unsolvable = [], []
+        for index, (where, row) in enumerate(rows):
+            numbers, target = _parse_row(where, row)
             if self.split is not None and split_of(numbers, target) != self.split:
                 continue
-            items.append(CountdownItem(f"{self.source}-{line}", numbers, target))
+            if not proved and len(numbers) <= MAX_CHECKED_NUMBERS and not solvable(numbers, target):
+                unsolvable.append(where)
+                continue
+            items.append(CountdownItem(f"{self.source}-{index}", numbers, target))
             if size is not None and len(items) == size:
                 break
+        if unsolvable:
+            warnings.warn(
+                f"left out {len(unsolvable)} Countdown item(s) of {rrr_data.describe(data)} "
+                f"that have no solution (first: {unsolvable[0]})",
+                stacklevel=3,
+            )
         return items
+
+    def _check_feasible(self) -> None:
+        # Fail at construction, in milliseconds, for ranges the generator cannot serve.
+        low, high = self.target_range
+        largest = max(abs(n) for n in self.number_range)
+        where = (
+            f"num_count={self.num_count}, number_range={self.number_range}, "
+            f"target_range={self.target_range}"
+        )
+        for count in range(self.num_count[0], self.num_count[1] + 1):
+            bound = _max_magnitude(count, largest)
+            if high < -bound or low > bound:
+                raise ValueError(
+                    f"no target in target_range={self.target_range} is reachable with {count} "
+                    f"numbers in number_range={self.number_range} (|value| <= {bound}); "
+                    "widen the ranges"
+                )
+            rng = random.Random(f"rrr-countdown-probe:{self.seed}:{self.split}:{count}")
+            hits = 0
+            for draw in range(1, PROBE_DRAWS + 1):  # noqa: B007 (reported below)
+                numbers = tuple(rng.randint(*self.number_range) for _ in range(count))
+                if self._targets(numbers, reachable_values(numbers)):
+                    hits += 1
+                    if hits == PROBE_HITS:
+                        break
+            if hits < PROBE_HITS:
+                raise ValueError(
+                    f"with {count} numbers, only {hits} of {draw} random draws can reach a "
+                    f"{self.split} target in range ({where}); the generator needs at least 1 "
+                    "in 100: widen the ranges"
+                )
+
+    def _targets(self, numbers: tuple[int, ...], values: Iterable[Fraction]) -> list[int]:
+        low, high = self.target_range
+        return sorted(
+            int(v)
+            for v in values
+            if v.denominator == 1 and low <= v <= high and split_of(numbers, int(v)) == self.split
+        )
 
     def _generate(self, index: int) -> CountdownItem:
         # TinyZero-like: draw the numbers, then a target among the integers they can reach
         # (so every item is solvable), keeping only targets whose problem hashes to our split.
         rng = random.Random(f"rrr-countdown:{self.seed}:{self.split}:{index}")
-        low, high = self.target_range
         count = rng.randint(*self.num_count)  # before the loop, so counts stay uniform
         for _ in range(MAX_DRAWS):
             numbers = tuple(rng.randint(*self.number_range) for _ in range(count))
-            solutions = {
-                int(value): expression
-                for value, expression in reachable(numbers).items()
-                if value.denominator == 1 and low <= value <= high
-            }
-            targets = sorted(t for t in solutions if split_of(numbers, t) == self.split)
+            solutions = reachable(numbers)
+            targets = self._targets(numbers, solutions)
             if targets:
                 target = rng.choice(targets)
                 item_id = f"countdown-{self.split}-{self.seed}-{index}"
-                return CountdownItem(item_id, numbers, target, solutions[target])
+                return CountdownItem(item_id, numbers, target, solutions[Fraction(target)])
         raise ValueError(
             f"no solvable Countdown item in {MAX_DRAWS} draws with num_count={self.num_count}, "
             f"number_range={self.number_range}, target_range={self.target_range}; widen the ranges"
@@ -200,18 +272,64 @@ class CountdownTask(Task):
         return countdown_verifier.verify(response, item.numbers, item.target)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"Countdown data file not found: {path}")
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+_OFFLINE_HINT = (
+    "Offline, use the generator (data=None, the default), the bundled TinyZero test set "
+    "(data=rrr_env.data.COUNTDOWN_TINYZERO_TEST) or a local JSON / JSONL file (data='<path>')."
+)
 
 
-def _read_hub() -> list[dict[str, Any]]:
+def _deprecated_source(data: Any, source: str | None, path: Any) -> Any:
+    if source is None and path is None:
+        return data
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}; prefer data=")
+    if data is not None:
+        raise ValueError("pass data= alone; source= and path= are its deprecated spellings")
+    if source == "jsonl" and path is None:
+        raise ValueError("path is required with source='jsonl'; prefer data='<path>'")
+    if source in ("generator", "hub") and path is not None:
+        raise ValueError(f"path is only allowed with source='jsonl', not {source!r}")
+    warnings.warn(
+        "CountdownTask(source=..., path=...) is deprecated: pass data=None (generator), "
+        f"data='<path>' or data={HUB_DATASET!r}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if source == "hub":
+        return HUB_DATASET
+    return None if source == "generator" else path
+
+
+def _source_label(data: Any) -> str:
+    # Prefix of item ids: "jsonl-<row>" for files, "hub-<row>" for hub ids, "data-<row>" else.
+    if rrr_data.is_path_like(data):
+        return "jsonl"
+    return "hub" if isinstance(data, str) else "data"
+
+
+def _is_bundled(data: Any) -> bool:
+    if not rrr_data.is_path_like(data):
+        return False
     try:
-        import datasets
-    except ImportError as error:
-        raise ImportError(
-            "source='hub' needs the datasets package: pip install datasets"
-        ) from error
-    return list(datasets.load_dataset(HUB_DATASET, split="train"))
+        return Path(data).resolve() == rrr_data.COUNTDOWN_TINYZERO_TEST
+    except OSError:
+        return False
+
+
+def _parse_row(where: str, row: Any) -> tuple[tuple[int, ...], int]:
+    """The numbers and target of one row, or a ``ValueError`` naming ``where`` and the field."""
+    if not isinstance(row, Mapping) or "nums" not in row or "target" not in row:
+        raise ValueError(f"{where}: expected {{'nums': [int, ...], 'target': int}}, got {row!r}")
+    numbers, target = row["nums"], row["target"]
+    if (
+        isinstance(numbers, str | bytes | Mapping)
+        or not isinstance(numbers, Sequence | np.ndarray)
+        or not 1 <= len(numbers) <= MAX_NUMBERS
+        or not all(is_int(n) for n in numbers)
+    ):
+        raise ValueError(
+            f"{where}: field 'nums' must be a list of 1 to {MAX_NUMBERS} ints, got {numbers!r}"
+        )
+    if not is_int(target):
+        raise ValueError(f"{where}: field 'target' must be an int, got {target!r}")
+    return tuple(int(n) for n in numbers), int(target)

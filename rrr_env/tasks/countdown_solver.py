@@ -57,3 +57,91 @@ def solve(numbers: Sequence[int], target: int) -> str | None:
     True
     """
     return reachable(numbers).get(Fraction(target))
+
+
+def _combine(left: set[Fraction], right: set[Fraction]) -> set[Fraction]:
+    values: set[Fraction] = set()
+    for x in left:
+        for y in right:
+            values.update((x + y, x - y, y - x, x * y))
+            if y:
+                values.add(x / y)
+            if x:
+                values.add(y / x)
+    return values
+
+
+def _subset_values(numbers: Sequence[int]) -> dict[int, set[Fraction]]:
+    # Values (no expressions) of every non-empty proper subset, by bit mask.
+    count = len(numbers)
+    table: dict[int, set[Fraction]] = {1 << i: {Fraction(n)} for i, n in enumerate(numbers)}
+    full = (1 << count) - 1
+    for mask in sorted(range(1, full), key=int.bit_count):
+        if mask in table:
+            continue
+        values: set[Fraction] = set()
+        low = mask & -mask
+        left = (mask - 1) & mask
+        while left:
+            if left & low:
+                values |= _combine(table[left], table[mask ^ left])
+            left = (left - 1) & mask
+        table[mask] = values
+    return table
+
+
+def reachable_values(numbers: Sequence[int]) -> set[Fraction]:
+    """The values of :func:`reachable`, without building expressions (several times faster).
+
+    >>> sorted(str(v) for v in reachable_values([2, 3]))
+    ['-1', '1', '2/3', '3/2', '5', '6']
+    """
+    if not numbers:
+        raise ValueError("need at least one number")
+    if len(numbers) == 1:
+        return {Fraction(numbers[0])}
+    table = _subset_values(numbers)
+    full = (1 << len(numbers)) - 1
+    values: set[Fraction] = set()
+    left = (full - 1) & full
+    while left:
+        if left & 1:
+            values |= _combine(table[left], table[full ^ left])
+        left = (left - 1) & full
+    return values
+
+
+def solvable(numbers: Sequence[int], target: int) -> bool:
+    """Whether some expression using every number once equals ``target``.
+
+    Like ``solve(...) is not None``, but the last operation is found by solving for the
+    missing operand, so that checking a whole data file at load takes milliseconds per item.
+
+    >>> solvable([1, 1], 5), solvable([4, 73, 4, 23], 76), solvable([3, 8], -5)
+    (False, True, True)
+    """
+    if not numbers:
+        raise ValueError("need at least one number")
+    goal = Fraction(target)
+    if len(numbers) == 1:
+        return Fraction(numbers[0]) == goal
+    table = _subset_values(numbers)
+    full = (1 << len(numbers)) - 1
+    left = (full - 1) & full
+    while left:
+        if left & 1:
+            right = table[full ^ left]
+            for x in table[left]:
+                # The y in `right` that would make x + y, x - y, y - x, x * y, y / x or
+                # x / y (y != 0) equal the goal.
+                needed = {goal - x, x - goal, goal + x}
+                if x:
+                    needed.update((goal / x, goal * x))
+                    if goal:
+                        needed.add(x / goal)
+                elif not goal:
+                    return True  # 0 * y == 0
+                if not needed.isdisjoint(right):
+                    return True
+        left = (left - 1) & full
+    return False

@@ -12,13 +12,13 @@ import abc
 import hashlib
 import json
 import os
-import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
-from rrr_env.tasks.base import Message, Task, check_index
+from rrr_env import data as rrr_data
+from rrr_env.tasks.base import Message, Task, check_index, is_int
 from rrr_env.verdict import Verdict
 from rrr_env.verifiers import function_call
 
@@ -52,7 +52,6 @@ REFLECTION_REQUEST = (
     "You tried performing the task, but failed in generating the correct tool call. Reflect on "
     "what went wrong and write a short explanation that will help you do better next time."
 )
-_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def _message(role: str, content: str) -> Message:
@@ -253,9 +252,12 @@ class FunctionCallingTask(ToolCallingTask):
     Args:
         data: The records ``{"id", "query", "tools", "answers"}`` (``tools`` and ``answers``
             as JSON strings or lists): a path to a ``.json`` file (a list of records or JSON
-            lines) or a ``.jsonl`` file, a ``datasets.Dataset`` or any iterable of such dicts,
+            lines) or a ``.jsonl`` file (``.gz`` too), a ``datasets.Dataset`` or any iterable
+            of such dicts,
             or a hub id such as ``"Salesforce/xlam-function-calling-60k"`` (gated; needs the
-            ``datasets`` package and hub access). Required.
+            ``datasets`` package and hub access). Required. A malformed record raises, naming
+            its file and line; duplicate ids raise; records without gold calls are left out
+            with one warning.
         split: ``"train"`` or ``"test"`` (80% / 20% by a SHA-256 of the item id, so disjoint
             and stable), or ``None`` for every record (default).
         prompt_style: ``"qwen"`` (default): the system prompt lists the tools in
@@ -288,14 +290,27 @@ class FunctionCallingTask(ToolCallingTask):
                 f"datasets.Dataset, or the hub id {HUB_DATASET!r} (gated: accept its terms on "
                 "the hub, then pip install datasets)"
             )
-        items = [
-            item
-            for item in (_xlam_item(row, line) for line, row in enumerate(_xlam_rows(data)))
-            if split is None or split_of(item.id) == split
-        ]
+        rows = rrr_data.records(data, hub_split="train", offline_hint=_OFFLINE_HINT)
+        items, unanswered, seen = [], [], {}
+        for line, (where, row) in enumerate(rows):
+            item = _xlam_item(row, line, where)
+            if item.id in seen:
+                raise ValueError(
+                    f"record {line} ({where}): duplicate id {item.id!r}, first at {seen[item.id]}"
+                )
+            seen[item.id] = where
+            if not item.answers:
+                unanswered.append(where)
+            elif split is None or split_of(item.id) == split:
+                items.append(item)
+        if unanswered:
+            warnings.warn(
+                f"left out {len(unanswered)} xLAM record(s) of {rrr_data.describe(data)} with no "
+                f"gold call, which no response can match (first: {unanswered[0]})",
+                stacklevel=3,
+            )
         if not items:
-            where = data if isinstance(data, str | os.PathLike) else type(data).__name__
-            raise ValueError(f"no xLAM records in {where} for split {split!r}")
+            raise ValueError(f"no xLAM records in {rrr_data.describe(data)} for split {split!r}")
         self._items = items
 
     def __len__(self) -> int:
@@ -320,72 +335,36 @@ class FunctionCallingTask(ToolCallingTask):
         return [xlam_tool_schema(tool) for tool in item.tools]
 
 
-def _xlam_rows(data: Any) -> Iterable[Mapping[str, Any]]:
-    if isinstance(data, str | os.PathLike):
-        path = Path(data)
-        if path.is_file():
-            return _read_json_records(path)
-        text = str(data)
-        if (
-            isinstance(data, str)
-            and _HUB_ID.fullmatch(text)
-            and path.suffix not in (".json", ".jsonl")
-        ):
-            return _read_hub(text)
-        raise FileNotFoundError(f"xLAM data file not found: {data}")
-    if isinstance(data, Mapping) or not isinstance(data, Iterable):
-        raise ValueError(
-            f"data must be a path, a hub id, a datasets.Dataset or an iterable of records, got "
-            f"{type(data).__name__}"
-        )
-    return data
+_OFFLINE_HINT = (
+    "Offline, pass data= a local copy: a JSON / JSONL file of xLAM records, a datasets.Dataset "
+    "or a list of dicts (tests/fixtures/xlam_sample.jsonl in the repository is a small sample)."
+)
 
 
-def _read_json_records(path: Path) -> list[Mapping[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix != ".jsonl" and text.lstrip().startswith("["):
-        records = json.loads(text)
-    else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if not isinstance(records, list):
-        raise ValueError(f"{path}: expected a JSON list of records or JSON lines")
-    return records
-
-
-def _read_hub(dataset_id: str) -> Iterable[Mapping[str, Any]]:
-    try:
-        import datasets
-    except ImportError as error:
-        raise ImportError(
-            f"loading {dataset_id!r} from the hub needs the datasets package: pip install "
-            "datasets (or pass data=PATH to a local copy)"
-        ) from error
-    return datasets.load_dataset(dataset_id, split="train")
-
-
-def _json_field(row: Mapping[str, Any], key: str, line: int) -> list[Any]:
+def _json_field(row: Mapping[str, Any], key: str, at: str) -> list[Any]:
     value = row.get(key)
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError as error:
-            raise ValueError(f"record {line}: {key!r} is not valid JSON ({error})") from None
+            raise ValueError(f"{at}: field {key!r} is not valid JSON ({error})") from None
     if not isinstance(value, list):
-        raise ValueError(f"record {line}: {key!r} must be a JSON list, got {type(value).__name__}")
+        raise ValueError(f"{at}: field {key!r} must be a JSON list, got {type(value).__name__}")
     return value
 
 
-def _xlam_item(row: Any, line: int) -> XLAMItem:
+def _xlam_item(row: Any, line: int, where: str) -> XLAMItem:
+    at = f"record {line} ({where})"
     if not isinstance(row, Mapping):
-        raise ValueError(f"record {line}: expected a dict, got {type(row).__name__}")
+        raise ValueError(f"{at}: expected a dict, got {type(row).__name__}")
     query = row.get("query")
     if not isinstance(query, str):
-        raise ValueError(f'record {line}: expected {{"query": str, "tools": ..., "answers": ...}}')
-    tools = _json_field(row, "tools", line)
-    answers = _json_field(row, "answers", line)
+        raise ValueError(f'{at}: expected {{"query": str, "tools": ..., "answers": ...}}')
+    tools = _json_field(row, "tools", at)
+    answers = _json_field(row, "answers", at)
     for tool in tools:
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
-            raise ValueError(f'record {line}: every tool needs a "name"')
+            raise ValueError(f'{at}: field "tools": every tool needs a "name"')
     for answer in answers:
         if (
             not isinstance(answer, dict)
@@ -393,9 +372,11 @@ def _xlam_item(row: Any, line: int) -> XLAMItem:
             or not isinstance(answer.get("arguments"), dict)
         ):
             raise ValueError(
-                f'record {line}: every answer is {{"name": str, "arguments": {{...}}}}'
+                f'{at}: field "answers": each is {{"name": str, "arguments": {{...}}}}'
             )
     record_id = row.get("id", line)
+    if not (isinstance(record_id, str) or is_int(record_id)):
+        raise ValueError(f"{at}: field 'id' must be a str or an int, got {record_id!r}")
     return XLAMItem(f"xlam-{record_id}", query, tuple(tools), tuple(answers))
 
 

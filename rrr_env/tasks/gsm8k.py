@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rrr_env.tasks.base import Message, Task, check_index
+from rrr_env import data as rrr_data
+from rrr_env.tasks.base import Message, Task, check_index, check_int
 from rrr_env.verdict import Verdict
 from rrr_env.verifiers import math_answer
 
@@ -20,15 +21,12 @@ HUB_DATASET = "openai/gsm8k"
 HUB_CONFIG = "main"
 SPLITS = ("train", "test")
 SOURCES = ("hub", "jsonl")
-#: Environment variable naming a folder with ``train.jsonl`` / ``test.jsonl`` (or one file),
-#: used when neither ``source`` nor ``path`` is given, so that ``gym.make("rrr/GSM8K-v0")``
-#: runs offline.
-DIR_ENV_VAR = "RRR_GSM8K_DIR"
+#: The bundled copies of the original files, by split.
+BUNDLED = {"train": rrr_data.GSM8K_TRAIN, "test": rrr_data.GSM8K_TEST}
 
-_HOW_TO_GO_LOCAL = (
-    "To use local files instead, pass source='jsonl', path='<folder with train.jsonl and "
-    "test.jsonl, or one .jsonl file>' (e.g. gym.make('rrr/GSM8K-v0', source='jsonl', "
-    f"path=...)), or set the environment variable {DIR_ENV_VAR} to that folder."
+_OFFLINE_HINT = (
+    "Offline, use the bundled copy (data=None, the default: the same items) or a local file "
+    "or folder (data='<train.jsonl, test.jsonl, or the folder holding them>')."
 )
 
 
@@ -70,32 +68,37 @@ class GSM8KTask(Task):
     last number), compared exactly as a rational with the gold answer. Reasons: ``ok``,
     ``no_answer``, ``unparsable``, ``wrong_answer``.
 
-    ## Data source
+    ## Data
 
-    With ``source=None`` (the default): ``path`` if given, else the folder or file in the
-    environment variable ``RRR_GSM8K_DIR`` if set, else the Hugging Face hub (needs the
-    ``datasets`` package and network access). ``source="jsonl"`` without ``path`` also reads
-    ``RRR_GSM8K_DIR``. A JSONL file has one ``{"question": ..., "answer": "... #### N"}``
-    object per line, like the original ``train.jsonl`` / ``test.jsonl``.
+    ``data=None`` (the default): the bundled copy of the original files (MIT; the same items,
+    ids and order as the hub). Otherwise: a hub id (``"openai/gsm8k"``, config ``main``; needs
+    ``datasets`` and the network), a folder holding ``train.jsonl`` and ``test.jsonl``
+    (``.gz`` too), one JSON / JSON Lines file, or a ``datasets.Dataset`` / iterable of
+    ``{"question": ..., "answer": "... #### N"}`` dicts. A malformed row raises, naming its
+    file and line.
 
     Args:
-        split: ``"train"`` (default) or ``"test"``.
-        source: ``"hub"``, ``"jsonl"``, or ``None`` to decide as described above.
-        path: A folder holding ``train.jsonl`` and ``test.jsonl``, or one JSONL file (a file
-            named ``train.jsonl`` / ``test.jsonl`` must match ``split``). Only with
-            ``source="jsonl"`` or ``None``.
-        size: Use only the first ``size`` problems of the split (default: all).
+        data: Where the problems come from, as above.
+        split: ``"train"`` (default), ``"test"``, or ``None`` for every problem (train, then
+            test). A file named ``train.jsonl`` / ``test.jsonl`` must match ``split``; other
+            files and iterables have no split: every split selects all their rows.
+        size: Use only the first ``size`` problems (default: all).
+        source: Deprecated: ``"hub"`` is ``data="openai/gsm8k"``, ``"jsonl"`` goes with
+            ``path``.
+        path: Deprecated: pass ``data=path``.
 
     ## Version History
 
-    - v0 (``rrr/GSM8K-v0``): initial release.
+    - v0 (``rrr/GSM8K-v0``): initial release. Since 0.1: ``data=`` (bundled copy by default,
+      so it works offline; the same items as the hub); ``source=`` / ``path=`` deprecated;
+      the ``RRR_GSM8K_DIR`` variable is no longer read.
 
     Example:
         >>> import json, tempfile
         >>> folder = Path(tempfile.mkdtemp())
         >>> row = {"question": "What is 3 + 4?", "answer": "3 + 4 = <<3+4=7>>7\\n#### 7"}
         >>> _ = (folder / "test.jsonl").write_text(json.dumps(row) + "\\n")
-        >>> task = GSM8KTask(split="test", source="jsonl", path=folder)
+        >>> task = GSM8KTask(split="test", data=folder)
         >>> len(task), task[0].id, task[0].gold
         (1, 'gsm8k-test-0', '7')
         >>> task.verify(task[0], "3 + 4 = 7, so the answer is \\\\boxed{7}.").reason
@@ -108,37 +111,44 @@ class GSM8KTask(Task):
     def __init__(
         self,
         *,
-        split: str = "train",
+        data: Any = None,
+        split: str | None = "train",
+        size: int | None = None,
         source: str | None = None,
         path: str | os.PathLike[str] | None = None,
-        size: int | None = None,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if source is not None and source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES} or None (automatic), got {source!r}")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ValueError(f"size must be a positive int or None (all items), got {size!r}")
-        if path is not None and not isinstance(path, str | os.PathLike):
-            raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        if source == "hub" and path is not None:
-            raise ValueError("path is only allowed with source='jsonl' (or source=None)")
-        if path is None and source in (None, "jsonl"):
-            path = os.environ.get(DIR_ENV_VAR) or None
-            if path is None and source == "jsonl":
-                raise ValueError(
-                    f"source='jsonl' needs path='<folder with train.jsonl and test.jsonl, or one "
-                    f".jsonl file>' or the environment variable {DIR_ENV_VAR} set to that folder"
-                )
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None (every item), got {split!r}")
+        if size is not None:
+            size = check_int("size", size, minimum=1)
+        data = _deprecated_source(data, source, path)
         self.split = split
-        self.source = "hub" if path is None else "jsonl"
-        self.path = None if path is None else Path(path)
-        if self.path is None:
-            rows, label = _hub_rows(split), split
+        self.data = data
+        splits = SPLITS if split is None else (split,)
+        if data is None:
+            self.source, self.path = "bundled", None
+            parts = [(s, rrr_data.read_file(BUNDLED[s])) for s in splits]
+        elif rrr_data.is_path_like(data):
+            self.source, self.path = "jsonl", Path(data)
+            parts = _file_parts(self.path, split)
+        elif isinstance(data, str):
+            self.source, self.path = "hub", None
+            parts = [
+                (
+                    s,
+                    rrr_data.read_hub(data, config=HUB_CONFIG, split=s, offline_hint=_OFFLINE_HINT),
+                )
+                for s in splits
+            ]
         else:
-            rows = _jsonl_rows(self.path, split)
-            label = split if self.path.is_dir() or self.path.stem in SPLITS else self.path.stem
-        self._items = _items(rows, label, size)
+            self.source, self.path = "data", None
+            parts = [(split or "data", rrr_data.read_iterable(data))]
+        self._items: list[GSM8KItem] = []
+        for label, rows in parts:
+            left = None if size is None else size - len(self._items)
+            if left == 0:
+                break
+            self._items += _items(rows, label, left)
         if not self._items:
             raise ValueError(f"no GSM8K problems in the {split!r} split of {self._where()}")
         if size is not None and len(self._items) < size:
@@ -148,7 +158,11 @@ class GSM8KTask(Task):
             )
 
     def _where(self) -> str:
-        return f"{HUB_DATASET} (hub)" if self.path is None else str(self.path)
+        if self.source == "bundled":
+            return "the bundled GSM8K copy"
+        if self.source == "hub":
+            return f"{self.data} (hub)"
+        return rrr_data.describe(self.data)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -185,50 +199,53 @@ def _items(rows: Iterable[tuple[str, Any]], label: str, size: int | None) -> lis
     return items
 
 
-def _jsonl_rows(path: Path, split: str) -> Iterable[tuple[str, Any]]:
+def _split_file(folder: Path, split: str) -> Path:
+    for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(
+        f"no {split}.jsonl in {folder}; the folder must hold train.jsonl and test.jsonl "
+        "(the original GSM8K files, .gz too), or pass data= one .jsonl file"
+    )
+
+
+def _file_stem(path: Path) -> str:
+    name = path.name.removesuffix(".gz")
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _file_parts(path: Path, split: str | None) -> list[tuple[str, Iterable[tuple[str, Any]]]]:
     if path.is_dir():
-        folder, path = path, path / f"{split}.jsonl"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no {path.name} in {folder}; the folder must hold train.jsonl and test.jsonl "
-                "(the original GSM8K files), or pass path= one .jsonl file"
-            )
-    elif not path.is_file():
+        splits = SPLITS if split is None else (split,)
+        return [(s, rrr_data.read_file(_split_file(path, s))) for s in splits]
+    if not path.is_file():
         raise FileNotFoundError(f"GSM8K data not found: {path} is neither a folder nor a file")
-    elif path.stem in SPLITS and path.stem != split:
+    stem = _file_stem(path)
+    if split is not None and stem in SPLITS and stem != split:
         raise ValueError(
-            f"path {path} is the {path.stem!r} file but split={split!r}; pass "
-            f"split={path.stem!r}, or path= the folder that holds both files"
+            f"data {path} is the {stem!r} file but split={split!r}; pass "
+            f"split={stem!r} or split=None, or data= the folder that holds both files"
         )
-    return _read_jsonl(path)
+    return [(stem, rrr_data.read_file(path))]
 
 
-def _read_jsonl(path: Path) -> Iterable[tuple[str, Any]]:
-    # A generator, so that size=N reads only the first N lines.
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not JSON ({error})") from None
-            yield f"{path}:{number}", row
-
-
-def _hub_rows(split: str) -> Iterable[tuple[str, Any]]:
-    try:
-        import datasets
-    except ImportError as error:
-        raise ImportError(
-            f"loading GSM8K from the Hugging Face hub needs the datasets package "
-            f"(pip install datasets). {_HOW_TO_GO_LOCAL}"
-        ) from error
-    try:
-        dataset = datasets.load_dataset(HUB_DATASET, HUB_CONFIG, split=split)
-    except Exception as error:  # network, cache and hub errors have no common base class
-        raise RuntimeError(
-            f"could not load {HUB_DATASET} (config {HUB_CONFIG!r}, split {split!r}) from the "
-            f"Hugging Face hub: {type(error).__name__}: {error}. {_HOW_TO_GO_LOCAL}"
-        ) from error
-    return ((f"{HUB_DATASET}[{split}][{i}]", row) for i, row in enumerate(dataset))
+def _deprecated_source(data: Any, source: str | None, path: Any) -> Any:
+    if source is None and path is None:
+        return data
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES} or None, got {source!r}; prefer data=")
+    if data is not None:
+        raise ValueError("pass data= alone; source= and path= are its deprecated spellings")
+    if source == "hub" and path is not None:
+        raise ValueError("path is only allowed with source='jsonl' (or source=None)")
+    if source == "jsonl" and path is None:
+        raise ValueError("source='jsonl' needs path=; prefer data='<file or folder>'")
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    warnings.warn(
+        "GSM8KTask(source=..., path=...) is deprecated: pass data=None (bundled copy), "
+        f"data='<file or folder>' or data={HUB_DATASET!r}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return HUB_DATASET if source == "hub" else path

@@ -1,0 +1,264 @@
+"""Bundled data and the one reader behind every env's ``data=`` argument.
+
+The package ships the real data its envs and tests need, so that it works offline:
+
+- ``gsm8k/{train,test}.jsonl.gz``: GSM8K (openai/grade-school-math, MIT, ``gsm8k/LICENSE``),
+  7,473 / 1,319 rows, byte-identical to the original files once decompressed.
+- ``countdown/tinyzero_test.jsonl.gz``: TinyZero's Countdown test set (the test split of
+  ``Jiayi-Pan/Countdown-Tasks-3to4``, Apache-2.0, ``countdown/LICENSE``), 2,001 rows.
+
+Each file's SHA-256 is pinned in :data:`SHA256` and checked when it is read.
+
+Every env takes its data the same way, through :func:`records`: ``data=`` is a path to a
+JSON or JSON Lines file (``.gz`` too), a ``datasets.Dataset`` or any iterable of dicts, or a
+Hugging Face hub id (needs the ``datasets`` package and the network; fails within seconds with
+a hint when the hub is unreachable).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import socket
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+#: The folder of the bundled files.
+ROOT = Path(__file__).resolve().parent
+GSM8K_TRAIN = ROOT / "gsm8k" / "train.jsonl.gz"
+GSM8K_TEST = ROOT / "gsm8k" / "test.jsonl.gz"
+COUNTDOWN_TINYZERO_TEST = ROOT / "countdown" / "tinyzero_test.jsonl.gz"
+
+#: Bundled file (relative to :data:`ROOT`) -> SHA-256 of its bytes (the compressed file).
+SHA256: dict[str, str] = {
+    "gsm8k/train.jsonl.gz": "d52a31668743a4f18e4a284514e54eea07a06ae31fcf4293af2506c198c05bda",
+    "gsm8k/test.jsonl.gz": "bb13a52c31b1fa4805ebab294dce067e337ccd4b61c3e6461c85c92965282c62",
+    "countdown/tinyzero_test.jsonl.gz": (
+        "ddce121e1934e4458c342dc6b344d37ad97ccef3caf45bc389c4573058c77981"
+    ),
+}
+
+#: What a hub id looks like (``owner/name``), as opposed to a file name.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+#: Suffixes that make a ``str`` a file name even when the file does not exist.
+DATA_SUFFIXES = (".json", ".jsonl", ".gz")
+#: Seconds a reachability probe of the hub may take before the hub counts as unreachable.
+PROBE_TIMEOUT_S = 1.5
+_DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def check_bundled(path: Path) -> None:
+    """Raise if ``path`` is a bundled file whose bytes do not match the pinned SHA-256."""
+    try:
+        name = path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return
+    if name in SHA256:
+        _check_sha256(name, path.stat().st_mtime_ns, path.stat().st_size)
+
+
+@cache
+def _check_sha256(name: str, mtime_ns: int, size: int) -> None:
+    # Cached by (name, mtime, size): a file changed on disk is hashed again.
+    digest = hashlib.sha256((ROOT / name).read_bytes()).hexdigest()
+    if digest != SHA256[name]:
+        raise ValueError(
+            f"bundled data file {ROOT / name} is corrupted (SHA-256 {digest}, expected "
+            f"{SHA256[name]}); reinstall the package"
+        )
+
+
+def is_path_like(data: Any) -> bool:
+    """True when ``data`` names a file rather than a hub id (or is a path object)."""
+    if isinstance(data, os.PathLike):
+        return True
+    if not isinstance(data, str):
+        return False
+    path = Path(data)
+    return path.exists() or not HUB_ID.fullmatch(data) or path.suffix in DATA_SUFFIXES
+
+
+def read_file(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
+    """``(where, row)`` for every record of a JSON list or JSON Lines file (``.gz`` ok).
+
+    ``where`` is ``"<path>:<line>"`` for JSON lines and ``"<path>[<i>]"`` for a JSON list, so
+    that an error about a row names its file and line. A generator: rows are read lazily.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a file.
+        ValueError: for a line that is not JSON (naming file and line), or a bundled file whose
+            checksum does not match.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    check_bundled(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    inner = path.with_suffix("") if path.suffix == ".gz" else path
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if number == 1 and inner.suffix != ".jsonl" and line.lstrip().startswith("["):
+                yield from _json_list(path, line + handle.read())
+                return
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
+            yield f"{path}:{number}", row
+
+
+def _json_list(path: Path, text: str) -> Iterator[tuple[str, Any]]:
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: not JSON ({error.msg})") from None
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a JSON list of records or JSON lines")
+    for index, row in enumerate(rows):
+        yield f"{path}[{index}]", row
+
+
+def _probe_target() -> tuple[str, int]:
+    # Through a proxy if one is configured, else to the endpoint itself.
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        if os.environ.get(var):
+            url = urlsplit(os.environ[var] if "//" in os.environ[var] else f"//{os.environ[var]}")
+            return url.hostname or "", url.port or 80
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT)
+    return url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub (or the configured proxy) opens within ``timeout``.
+
+    Name resolution runs in a thread, so a machine without DNS answers within ``timeout`` too.
+    """
+    host, port = _probe_target()
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _offline_env() -> bool:
+    return any(
+        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def read_hub(
+    dataset_id: str, *, config: str | None, split: str, offline_hint: str
+) -> Iterator[tuple[str, Any]]:
+    """``(where, row)`` for every row of one split of a hub dataset, via ``datasets``.
+
+    Fails fast: when the hub does not answer within :data:`PROBE_TIMEOUT_S` (and
+    ``HF_HUB_OFFLINE`` is not set, which reads the local cache instead), it raises at once
+    rather than letting ``datasets`` retry for half a minute.
+
+    Raises:
+        ImportError: when ``datasets`` is not installed.
+        ConnectionError: when the hub is unreachable or the load fails, with ``offline_hint``.
+    """
+    if not _offline_env() and not hub_reachable():
+        host, port = _probe_target()
+        raise ConnectionError(
+            f"cannot load {dataset_id!r} from the Hugging Face hub: {host}:{port} is "
+            f"unreachable. {offline_hint} (With a copy in the local datasets cache, set "
+            "HF_HUB_OFFLINE=1 to use it.)"
+        )
+    try:
+        import datasets
+    except ImportError as error:
+        raise ImportError(
+            f"loading {dataset_id!r} from the Hugging Face hub needs the datasets package "
+            f"(pip install datasets). {offline_hint}"
+        ) from error
+    try:
+        dataset = datasets.load_dataset(dataset_id, config, split=split)
+    except Exception as error:  # network, cache and hub errors have no common base class
+        raise ConnectionError(
+            f"could not load {dataset_id!r} (config {config!r}, split {split!r}) from the "
+            f"Hugging Face hub: {type(error).__name__}: {error}. {offline_hint}"
+        ) from error
+    return ((f"{dataset_id}[{split}][{i}]", row) for i, row in enumerate(dataset))
+
+
+def read_iterable(data: Any, label: str = "data") -> Iterator[tuple[str, Any]]:
+    """``(where, row)`` for a ``datasets.Dataset`` or any iterable of dicts.
+
+    Raises:
+        TypeError: when ``data`` is a single dict, a str / bytes, or not iterable.
+    """
+    if isinstance(data, Mapping | str | bytes) or not isinstance(data, Iterable):
+        raise TypeError(
+            f"{label} must be a path, a hub id, a datasets.Dataset or an iterable of dicts, "
+            f"got {type(data).__name__}"
+        )
+    return ((f"{label}[{i}]", row) for i, row in enumerate(data))
+
+
+def records(
+    data: Any,
+    *,
+    hub_config: str | None = None,
+    hub_split: str = "train",
+    offline_hint: str = "",
+) -> Iterator[tuple[str, Any]]:
+    """``(where, row)`` for every record of ``data``, whatever form it takes.
+
+    Args:
+        data: A path (``str`` or ``os.PathLike``) to a JSON / JSON Lines file, gzipped or
+            not; a hub id ``"owner/name"`` (a ``str`` that names no existing file and has no
+            data-file suffix); or a ``datasets.Dataset`` / iterable of dicts.
+        hub_config: The hub dataset's config name, if it has several.
+        hub_split: The hub split to read.
+        offline_hint: Appended to hub errors: how to get the data offline.
+    """
+    if is_path_like(data):
+        return read_file(data)
+    if isinstance(data, str):
+        return read_hub(data, config=hub_config, split=hub_split, offline_hint=offline_hint)
+    return read_iterable(data)
+
+
+def describe(data: Any) -> str:
+    """A short name of ``data`` for messages."""
+    if isinstance(data, str | os.PathLike):
+        return str(data)
+    return type(data).__name__
+
+
+__all__ = [
+    "COUNTDOWN_TINYZERO_TEST",
+    "GSM8K_TEST",
+    "GSM8K_TRAIN",
+    "ROOT",
+    "SHA256",
+    "check_bundled",
+    "describe",
+    "hub_reachable",
+    "is_path_like",
+    "read_file",
+    "read_hub",
+    "read_iterable",
+    "records",
+]
