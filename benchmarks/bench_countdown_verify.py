@@ -14,7 +14,6 @@ by a regex to the given ones). The baseline only ever parses the answers generat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import re
@@ -41,10 +40,11 @@ from benchmarks.common import (
     write_row,
 )
 from benchmarks.common import machine_info as _machine_info
+from rrr_env.data import COUNTDOWN_TINYZERO_TEST, read_file
 from rrr_env.tasks.countdown_solver import solve
 from rrr_env.verifiers.countdown import verify
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "countdown"
+DEFAULT_DATA = COUNTDOWN_TINYZERO_TEST  # bundled with rrr_env, gzipped
 DATA_FILE = "tinyzero_test.jsonl"
 NAME = "countdown_verify"
 KINDS = ("correct", "missed_target", "wrong_numbers", "invalid")
@@ -309,8 +309,7 @@ def finish_row(row: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
     data = args.data / DATA_FILE if args.data.is_dir() else args.data
-    with data.open(encoding="utf-8") as handle:
-        items = [json.loads(line) for line in handle if line.strip()]
+    items = [row for _, row in read_file(data)]  # JSON lines, .gz too
     if args.items is not None:
         items = items[: args.items]
     answers, unsolvable = build_answers(items, args.seed)
