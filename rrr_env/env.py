@@ -80,7 +80,9 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
 
     ## Version History
 
-    - v0: initial release.
+    - v0: initial release. Since 0.1 (same prompts, verdicts and rewards): every task takes
+      ``data=`` (GSM8K defaults to its bundled copy, so it runs offline); ``reflect`` must be a
+      bool, numpy integers pass as ints; ``AsyncVectorEnv`` works with ``shared_memory=True``.
 
     Example:
         >>> from rrr_env.env import ReflectRetryEnv
