@@ -388,7 +388,6 @@ HOSTILE = {
     "1 MB string argument": '<tool_call>{"name": "f", "arguments": {"x": "'
     + "a" * 1_000_000
     + '"}}</tool_call>',
-    "900 kB string argument": '{"name": "f", "arguments": {"x": "' + "a" * 900_000 + '"}}',
     "1 MB of text": "a" * 1_000_001,
     "NaN": '<tool_call>{"name": "f", "arguments": {"x": NaN}}</tool_call>',
     "Infinity": '{"name": "f", "arguments": {"x": -Infinity}}',
@@ -414,6 +413,18 @@ def test_hostile_input_is_a_format_error_and_never_raises(label):
                 continue
             assert verdict.reason == "format_error", (label, style, fmt, verdict)
             assert verdict.details["lenient_correct"] is False
+
+
+def test_long_string_arguments_are_judged_whole():
+    # Before, only the last 100,000 characters were read, so this was a format_error.
+    response = '{"name": "f", "parameters": {"x": "' + "a" * 900_000 + '"}}'
+    for fmt in fc.FORMATS:
+        verdict = verify(
+            response, [{"name": "f", "arguments": {"x": 1}}], style="llama", format=fmt
+        )
+        assert verdict.reason == "wrong_values", fmt
+        gold = [{"name": "f", "arguments": {"x": "a" * 900_000}}]
+        assert verify(response, gold, style="llama", format=fmt).correct, fmt
 
 
 def test_bounds_are_not_too_tight():

@@ -24,11 +24,16 @@ Where ``bfcl`` mode knowingly differs from ``bfcl_eval``'s ``ast_checker``:
 - Unparsable JSON is a ``format_error``; BFCL decodes Python-syntax calls (with ``eval`` for
   some models), which this module never does.
 
-Responses are parsed with :func:`json.loads` and never evaluated. Cost is bounded on any input:
-responses over :data:`MAX_RESPONSE_CHARS` are rejected at once, only the last
-:data:`MAX_SCAN_CHARS` characters are searched, JSON nested deeper than :data:`MAX_DEPTH` is
-rejected before decoding, and number literals longer than :data:`MAX_NUMBER_CHARS` as well as
-``NaN`` / ``Infinity`` are rejected while decoding.
+Responses are parsed with :func:`json.loads` and never evaluated. The whole response is read
+(the text after the last ``</think>``), and cost is bounded on any input: responses over
+:data:`MAX_RESPONSE_CHARS` are rejected at once; the text is searched with ``str.find`` and
+C-level patterns, and the Python-level scans of brackets and quotes, together with the
+values decoded, are charged to a budget of :data:`MAX_SCAN_STEPS` per parse: a response that
+needs more (tens of kilobytes of JSON, thousands of prose quotes in a lenient search) is a
+``format_error`` that says so, never judged from a part of it. So are more than
+:data:`MAX_CALLS` ``<tool_call>`` blocks or fences, JSON nested deeper than
+:data:`MAX_DEPTH`, and number literals longer than :data:`MAX_NUMBER_CHARS` as well as
+``NaN`` / ``Infinity``.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ FORMATS = ("strict", "lenient")
 STYLES = ("qwen", "llama", "chat_template")
 
 MAX_RESPONSE_CHARS = 1_000_000  # longer is rejected without reading it
-MAX_SCAN_CHARS = 100_000  # only the tail of a response is searched for calls
+MAX_SCAN_STEPS = 1_500  # brackets, quotes and values handled in Python per parse (bounds cost)
 MAX_DEPTH = 32  # JSON nesting; tool arguments rarely nest beyond 4
 MAX_NUMBER_CHARS = 100  # digits of one number literal; 10**100000 is not an argument
 MAX_CALLS = 64  # calls in one response
@@ -57,10 +62,12 @@ MAX_CALLS = 64  # calls in one response
 _TOOL_CALL_OPEN = "<tool_call>"
 _TOOL_CALL_CLOSE = "</tool_call>"
 _FENCE = "```"
+# str.find("```") is slow on some text (a run of spaces defeats its skip table); re is not.
+_FENCE_PATTERN = re.compile(re.escape(_FENCE))
+# One structural character; searched for within a short window before str.find takes over.
 _STRUCTURAL = re.compile(r'[\[\]{}"]')
-# The rest of a JSON string after its opening quote. Possessive, so a failed match is linear.
-_STRING_REST = re.compile(r'(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_SEPARATORS = frozenset(" \t\r\n;,")
+_WINDOW = 64
+_SEPARATOR_CHARS = " \t\r\n;,"
 
 # BFCL's Python type table: the type a value must have for each documented parameter type.
 _BFCL_TYPES: dict[str, type] = {
@@ -136,33 +143,111 @@ _DECODER = json.JSONDecoder(
 )
 
 
-def _too_deep(text: str) -> bool:
+class _OverBudget(_Rejected):
+    """The parse needs more Python-level steps than :data:`MAX_SCAN_STEPS`."""
+
+
+class _Budget:
+    """What one parse may still spend on Python-level steps; raises :class:`_Rejected` after."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, steps: int = MAX_SCAN_STEPS) -> None:
+        self.left = steps
+
+    def spend(self, steps: int = 1) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise _OverBudget(
+                f"more than {MAX_SCAN_STEPS:,} brackets, quotes and values to read "
+                "(the response is too long to judge)"
+            )
+
+
+_OPENERS = "[{"
+_STRUCTURAL_CHARS = '[{]}"'  # the openers first: outside brackets only they matter
+_MAX_BACKSLASHES = 64  # a longer run of backslashes before a quote is not a call
+
+
+class _Scanner:
+    """The next ``[ { ] } "`` of a text, found with ``str.find`` (C speed, not a pattern).
+
+    Each character's next position is cached, so each is searched for once over the text in
+    all; the Python work is one step per structural character, charged to a budget.
+    """
+
+    __slots__ = ("text", "next")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.next = [text.find(char) for char in _STRUCTURAL_CHARS]
+
+    def find(self, pos: int, kinds: int = 5) -> int:
+        """Position of the next of the first ``kinds`` structural characters from ``pos`` on."""
+        near = _STRUCTURAL.search(self.text, pos, pos + _WINDOW)  # dense text: one C call
+        if near is not None and (kinds == 5 or near.group() in _OPENERS):
+            return near.start()
+        best = -1
+        nxt = self.next
+        for i in range(kinds):
+            found = nxt[i]
+            if 0 <= found < pos:
+                found = nxt[i] = self.text.find(_STRUCTURAL_CHARS[i], pos)
+            if found >= 0 and (best < 0 or found < best):
+                best = found
+        return best
+
+    def string_end(self, pos: int, budget: _Budget) -> int:
+        """Position after the quote that closes the JSON string opened before ``pos``; -1: none."""
+        text = self.text
+        while True:
+            quote = text.find('"', pos)
+            if quote < 0:
+                return -1
+            before = text[max(pos, quote - _MAX_BACKSLASHES) : quote]
+            escapes = len(before) - len(before.rstrip("\\"))
+            if escapes == _MAX_BACKSLASHES:
+                raise _Rejected(f"more than {_MAX_BACKSLASHES} backslashes in a row")
+            if escapes % 2 == 0:
+                return quote + 1
+            budget.spend()  # an escaped quote: one more step for this string
+            pos = quote + 1
+
+
+def _too_deep(text: str, budget: _Budget) -> bool:
     """Whether brackets outside strings nest deeper than :data:`MAX_DEPTH` in ``text``."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
         return False
+    scanner = _Scanner(text)
     depth = 0
     pos = 0
-    while match := _STRUCTURAL.search(text, pos):
-        char = match.group()
+    while (found := scanner.find(pos)) >= 0:
+        budget.spend()
+        char = text[found]
         if char == '"':
-            rest = _STRING_REST.match(text, match.end())
-            if rest is None:
+            pos = scanner.string_end(found + 1, budget)
+            if pos < 0:
                 return False  # an unterminated string: json.loads rejects it cheaply
-            pos = rest.end()
             continue
-        depth += 1 if char in "[{" else -1
+        depth += 1 if char in _OPENERS else -1
         if depth > MAX_DEPTH:
             return True
-        pos = match.end()
+        pos = found + 1
     return False
 
 
-def load_json(text: str) -> Any:
+def load_json(text: str, budget: _Budget | None = None, *, depth: int | None = None) -> Any:
     """Decode one JSON value within the bounds of this module.
+
+    Args:
+        text: The JSON text.
+        budget: What the caller's parse may still spend (a fresh one if ``None``).
+        depth: The nesting depth of ``text`` when the caller has measured it already.
 
     Raises:
         ValueError: for invalid JSON, nesting deeper than :data:`MAX_DEPTH`, a number literal
-            longer than :data:`MAX_NUMBER_CHARS` characters, or ``NaN`` / ``Infinity``.
+            longer than :data:`MAX_NUMBER_CHARS` characters, ``NaN`` / ``Infinity``, or more
+            than the budget's worth of brackets, quotes and values.
 
     >>> load_json('{"a": [1, 2.5, "x"]}')
     {'a': [1, 2.5, 'x']}
@@ -172,8 +257,12 @@ def load_json(text: str) -> Any:
     ...     print(error)
     NaN is not a JSON value
     """
-    if _too_deep(text):
+    budget = _Budget() if budget is None else budget
+    if _too_deep(text, budget) if depth is None else depth > MAX_DEPTH:
         raise _Rejected(f"JSON nested deeper than {MAX_DEPTH} levels")
+    # Every value costs Python work after decoding (number hooks, canonical forms); values
+    # are separated by "," (or stand alone), so this bounds them.
+    budget.spend(text.count(","))
     try:
         return _DECODER.decode(text)
     except RecursionError:  # pragma: no cover - _too_deep rules this out
@@ -183,40 +272,40 @@ def load_json(text: str) -> Any:
 # -- finding JSON and calls in text ----------------------------------------------------------
 
 
-def _json_spans(text: str) -> list[tuple[int, int]]:
-    """``(start, end)`` of every top-level balanced ``{...}`` / ``[...]`` in ``text``.
+def _json_spans(text: str, budget: _Budget) -> list[tuple[int, int, int]]:
+    """``(start, end, depth)`` of every top-level balanced ``{...}`` / ``[...]`` in ``text``.
 
     Quotes count as JSON strings only inside brackets, so prose quotes do not derail the scan.
-    Linear in ``len(text)``.
+    One budget step per bracket or quote; the text between them is skipped by ``str.find``.
     """
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int]] = []
     stack: list[str] = []
-    start = 0
+    scanner = _Scanner(text)
+    start = depth = 0
     pos = 0
-    while match := _STRUCTURAL.search(text, pos):
-        char = match.group()
-        pos = match.end()
+    while (found := scanner.find(pos, 5 if stack else 2)) >= 0:
+        budget.spend()
+        char = text[found]
+        pos = found + 1
         if char == '"':
-            if stack:
-                rest = _STRING_REST.match(text, pos)
-                if rest is None:
-                    break  # an unterminated string: nothing after it can close a span
-                pos = rest.end()
-        elif char in "[{":
+            pos = scanner.string_end(pos, budget)
+            if pos < 0:
+                break  # an unterminated string: nothing after it can close a span
+        elif char in _OPENERS:
             if not stack:
-                start = match.start()
+                start, depth = found, 0
             stack.append(char)
-        elif stack:
-            if (stack[-1] == "{") != (char == "}"):
-                stack.clear()  # mismatched brackets: not JSON, start afresh
-            else:
-                stack.pop()
-                if not stack:
-                    spans.append((start, pos))
+            depth = max(depth, len(stack))
+        elif (stack[-1] == "{") != (char == "}"):
+            stack.clear()  # mismatched brackets: not JSON, start afresh
+        else:
+            stack.pop()
+            if not stack:
+                spans.append((start, pos, depth))
     return spans
 
 
-def _as_call(value: Any, keys: tuple[str, ...], lenient: bool) -> ToolCall:
+def _as_call(value: Any, keys: tuple[str, ...], lenient: bool, budget: _Budget) -> ToolCall:
     """One call from a decoded JSON object, or :class:`_Rejected`."""
     if lenient and isinstance(value, dict) and set(value) <= {"type", "id", "function"}:
         value = value.get("function")  # OpenAI style {"type": "function", "function": {...}}
@@ -233,55 +322,63 @@ def _as_call(value: Any, keys: tuple[str, ...], lenient: bool) -> ToolCall:
     else:
         arguments = value[key]
     if lenient and isinstance(arguments, str):
-        arguments = load_json(arguments)  # OpenAI style: the arguments as a JSON string
+        arguments = load_json(arguments, budget)  # OpenAI style: the arguments as a JSON string
     if not isinstance(arguments, dict):
         raise _Rejected(f'"{key}" must be a JSON object')
     return ToolCall(name, arguments)
 
 
-def _as_calls(value: Any, keys: tuple[str, ...], lenient: bool, allow_list: bool) -> list[ToolCall]:
+def _as_calls(
+    value: Any, keys: tuple[str, ...], lenient: bool, allow_list: bool, budget: _Budget
+) -> list[ToolCall]:
     if isinstance(value, list):
         if not allow_list or not value:
             raise _Rejected("expected one call object, got a list")
-        return [_as_call(v, keys, lenient) for v in value]
-    return [_as_call(value, keys, lenient)]
+        return [_as_call(v, keys, lenient, budget) for v in value]
+    return [_as_call(value, keys, lenient, budget)]
 
 
 def _calls_in_spans(
-    text: str, keys: tuple[str, ...], lenient: bool, *, skim: bool = True
+    text: str, keys: tuple[str, ...], lenient: bool, budget: _Budget, *, skim: bool = True
 ) -> list[ToolCall]:
     """Calls of every top-level JSON value in ``text`` that is a call or a list of calls.
 
     With ``skim``, values without the text ``"name"`` are skipped undecoded (prose braces).
     """
     calls: list[ToolCall] = []
-    for start, end in _json_spans(text):
+    for start, end, depth in _json_spans(text, budget):
         chunk = text[start:end]
         if skim and '"name"' not in chunk:
             continue
         try:
-            calls.extend(_as_calls(load_json(chunk), keys, lenient, allow_list=True))
+            value = load_json(chunk, budget, depth=depth)
+            calls.extend(_as_calls(value, keys, lenient, True, budget))
+        except _OverBudget:
+            raise
         except ValueError:
             continue
     return calls
 
 
-def _only_json(text: str, keys: tuple[str, ...], lenient: bool) -> list[ToolCall] | None:
+def _only_json(
+    text: str, keys: tuple[str, ...], lenient: bool, budget: _Budget
+) -> list[ToolCall] | None:
     """Calls when ``text`` is nothing but JSON calls separated by whitespace, ``,`` or ``;``.
 
     Returns ``None`` when ``text`` does not have that shape; raises :class:`_Rejected` when it
     does but a value is not a call.
     """
-    spans = _json_spans(text)
+    spans = _json_spans(text, budget)
     if not spans:
         return None
     gaps = [text[: spans[0][0]], text[spans[-1][1] :]]
     gaps += [text[a[1] : b[0]] for a, b in zip(spans, spans[1:], strict=False)]
-    if any(not set(gap) <= _SEPARATORS for gap in gaps):
+    if any(gap.replace(";", " ").replace(",", " ").strip() for gap in gaps):
         return None
     calls: list[ToolCall] = []
-    for start, end in spans:
-        calls.extend(_as_calls(load_json(text[start:end]), keys, lenient, allow_list=True))
+    for start, end, depth in spans:
+        value = load_json(text[start:end], budget, depth=depth)
+        calls.extend(_as_calls(value, keys, lenient, True, budget))
     return calls
 
 
@@ -290,6 +387,8 @@ def _tool_call_blocks(text: str) -> tuple[list[str], bool]:
     blocks: list[str] = []
     pos = 0
     while (start := text.find(_TOOL_CALL_OPEN, pos)) != -1:
+        if len(blocks) == MAX_CALLS:
+            raise _Rejected(f"more than {MAX_CALLS} <tool_call> blocks")
         start += len(_TOOL_CALL_OPEN)
         end = text.find(_TOOL_CALL_CLOSE, start)
         if end == -1:
@@ -304,11 +403,14 @@ def _fenced_blocks(text: str) -> list[str]:
     """Contents of closed ```` ``` ```` fences, without the language tag line."""
     blocks: list[str] = []
     pos = 0
-    while (start := text.find(_FENCE, pos)) != -1:
-        start += len(_FENCE)
-        end = text.find(_FENCE, start)
-        if end == -1:
+    while (fence := _FENCE_PATTERN.search(text, pos)) is not None:
+        if len(blocks) == MAX_CALLS:
+            raise _Rejected(f"more than {MAX_CALLS} fenced blocks")
+        start = fence.end()
+        fence = _FENCE_PATTERN.search(text, start)
+        if fence is None:
             break
+        end = fence.start()
         body = text[start:end]
         first_line, newline, rest = body.partition("\n")
         if newline and (not first_line.strip() or first_line.strip().isidentifier()):
@@ -318,19 +420,21 @@ def _fenced_blocks(text: str) -> list[str]:
     return blocks
 
 
-def _parse_tool_call_blocks(text: str, keys: tuple[str, ...], lenient: bool) -> list[ToolCall]:
+def _parse_tool_call_blocks(
+    text: str, keys: tuple[str, ...], lenient: bool, budget: _Budget
+) -> list[ToolCall]:
     blocks, unclosed = _tool_call_blocks(text)
     if unclosed and not lenient:
         raise _Rejected("a <tool_call> block is not closed")
     calls: list[ToolCall] = []
     for block in blocks:
         if lenient:
-            found = _calls_in_spans(block, keys, lenient, skim=False)
+            found = _calls_in_spans(block, keys, lenient, budget, skim=False)
             if not found:
                 raise _Rejected("a <tool_call> block holds no call")
             calls.extend(found)
         else:
-            calls.extend(_as_calls(load_json(block.strip()), keys, lenient, allow_list=False))
+            calls.extend(_as_calls(load_json(block.strip(), budget), keys, lenient, False, budget))
     return calls
 
 
@@ -371,10 +475,16 @@ def parse_calls(response: str, *, style: str = "qwen", format: str = "strict") -
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     if len(response) > MAX_RESPONSE_CHARS:
         return ParsedResponse(None, error=f"response longer than {MAX_RESPONSE_CHARS} characters")
-    text = response[-MAX_SCAN_CHARS:]
-    think_end = text.rfind("</think>")
-    if think_end != -1:
-        text = text[think_end + len("</think>") :]
+    return _parse_answer_text(_after_thinking(response), style, format)
+
+
+def _after_thinking(response: str) -> str:
+    think_end = response.rfind("</think>")
+    return response if think_end == -1 else response[think_end + len("</think>") :]
+
+
+def _parse_answer_text(text: str, style: str, format: str) -> ParsedResponse:
+    """:func:`parse_calls` of the text after the reasoning."""
     lenient = format == "lenient"
     # The key the style asks for comes first, so that a lenient reading of a strictly valid
     # response finds the same calls.
@@ -385,7 +495,7 @@ def parse_calls(response: str, *, style: str = "qwen", format: str = "strict") -
             ("arguments", "parameters") if lenient or style == "chat_template" else ("arguments",)
         )
     try:
-        found, where = _find_calls(text, style, keys, lenient)
+        found, where = _find_calls(text, style, keys, lenient, _Budget())
     except ValueError as error:  # includes _Rejected and json.JSONDecodeError
         return ParsedResponse(None, error=_short(error))
     if not found:
@@ -396,29 +506,38 @@ def parse_calls(response: str, *, style: str = "qwen", format: str = "strict") -
 
 
 def _find_calls(
-    text: str, style: str, keys: tuple[str, ...], lenient: bool
+    text: str, style: str, keys: tuple[str, ...], lenient: bool, budget: _Budget
 ) -> tuple[list[ToolCall], str]:
     """The calls and the format name, or ``([], why_not)``."""
+    # Whether the text may be JSON alone, from its ends (str.strip(chars) would be slow).
+    stripped = text.strip()
+    head = stripped[:64].lstrip(_SEPARATOR_CHARS)[:1]
+    tail = stripped[-64:].rstrip(_SEPARATOR_CHARS)[-1:]
+    whole_json = head in ("{", "[") and tail in ("}", "]")
     if not lenient:
         if style != "llama" and _TOOL_CALL_OPEN in text:
-            return _parse_tool_call_blocks(text, keys, lenient), "tool_call"
+            return _parse_tool_call_blocks(text, keys, lenient, budget), "tool_call"
         if style == "qwen":
             return [], "no <tool_call> block"
-        calls = _only_json(text, keys, lenient)
+        calls = _only_json(text, keys, lenient, budget) if whole_json else None
         return (calls, "json") if calls is not None else ([], "the response is not JSON")
-    if text.lstrip()[:1] in ("{", "["):
+    if whole_json:
         try:
-            whole = _only_json(text, keys, lenient=True)
+            whole = _only_json(text, keys, True, budget)
+        except _OverBudget:
+            raise
         except ValueError:
             whole = None  # e.g. an example object before the real calls: search on
         if whole:
             return whole, "json"
     if _TOOL_CALL_OPEN in text:
-        return _parse_tool_call_blocks(text, keys, lenient), "tool_call"
-    fenced = [c for block in _fenced_blocks(text) for c in _calls_in_spans(block, keys, True)]
+        return _parse_tool_call_blocks(text, keys, lenient, budget), "tool_call"
+    fenced = [
+        c for block in _fenced_blocks(text) for c in _calls_in_spans(block, keys, True, budget)
+    ]
     if fenced:
         return fenced, "fence"
-    embedded = _calls_in_spans(text, keys, lenient=True)
+    embedded = _calls_in_spans(text, keys, True, budget)
     if embedded:
         return embedded, "embedded"
     return [], "no tool call found"
@@ -781,11 +900,12 @@ def verify(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     parsed = parse_calls(response, style=style, format=format)
     verdict = _judged(parsed, gold, mode, tools)
-    if format == "lenient" or parsed.calls is not None:
+    if format == "lenient" or parsed.calls is not None or len(response) > MAX_RESPONSE_CHARS:
         # A lenient parse finds what a strict one found (same blocks, same key first).
         verdict.details.update(lenient_correct=verdict.correct, lenient_reason=verdict.reason)
         return verdict
-    lenient = _judged(parse_calls(response, style=style, format="lenient"), gold, mode, tools)
+    text = _after_thinking(response)
+    lenient = _judged(_parse_answer_text(text, style, "lenient"), gold, mode, tools)
     verdict.details.update(lenient_correct=lenient.correct, lenient_reason=lenient.reason)
     return verdict
 
