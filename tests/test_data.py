@@ -187,3 +187,38 @@ def test_unreachable_hub_fails_fast_in_a_fresh_process(tmp_path):
     )
     assert "ConnectionError: cannot load 'openai/gsm8k'" in result.stdout
     assert "bundled copy (data=None" in result.stdout
+
+
+def test_a_reachable_hub_is_read_through_datasets_for_every_env(monkeypatch):
+    calls = []
+    rows = {
+        "openai/gsm8k": [{"question": "1 + 1?", "answer": "#### 2"}],
+        "Jiayi-Pan/Countdown-Tasks-3to4": [{"nums": [3, 8], "target": 11}],
+        "Salesforce/xlam-function-calling-60k": [
+            {
+                "id": 7,
+                "query": "q",
+                "tools": '[{"name": "f"}]',
+                "answers": '[{"name": "f", "arguments": {}}]',
+            }
+        ],
+    }
+
+    class FakeDatasets:
+        @staticmethod
+        def load_dataset(*args, **kwargs):
+            calls.append((args, kwargs))
+            return rows[args[0]]
+
+    monkeypatch.setattr(data, "hub_reachable", lambda timeout=0: True)
+    monkeypatch.setitem(sys.modules, "datasets", FakeDatasets)
+    gsm8k = gym.make("rrr/GSM8K-v0", data="openai/gsm8k", split="test").unwrapped.task
+    countdown = gym.make("rrr/Countdown-v0", data="Jiayi-Pan/Countdown-Tasks-3to4").unwrapped.task
+    xlam = gym.make("rrr/FunctionCalling-v0", data="Salesforce/xlam-function-calling-60k")
+    assert calls == [
+        (("openai/gsm8k", "main"), {"split": "test"}),
+        (("Jiayi-Pan/Countdown-Tasks-3to4",), {"split": "train"}),
+        (("Salesforce/xlam-function-calling-60k",), {"split": "train"}),
+    ]
+    assert gsm8k[0].gold == "2" and countdown[0].numbers == (3, 8)
+    assert countdown[0].id == "hub-0" and xlam.unwrapped.task[0].id == "xlam-7"

@@ -193,7 +193,8 @@ def read_hub(
             f"(pip install datasets). {offline_hint}"
         ) from error
     try:
-        dataset = datasets.load_dataset(dataset_id, config, split=split)
+        names = () if config is None else (config,)
+        dataset = datasets.load_dataset(dataset_id, *names, split=split)
     except Exception as error:  # network, cache and hub errors have no common base class
         raise ConnectionError(
             f"could not load {dataset_id!r} (config {config!r}, split {split!r}) from the "
