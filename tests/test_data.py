@@ -101,7 +101,7 @@ def test_reader_takes_jsonl_json_lists_gzip_and_iterables_alike(tmp_path):
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     as_list = tmp_path / "rows.json"
-    as_list.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    as_list.write_text("\n\n" + json.dumps(rows, indent=2), encoding="utf-8")
     gz = tmp_path / "rows.json.gz"
     gz.write_bytes(gzip.compress(as_list.read_bytes()))
     assert [w for w, _ in data.records(str(jsonl))] == [f"{jsonl}:1", f"{jsonl}:2"]

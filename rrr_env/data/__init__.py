@@ -103,12 +103,15 @@ def read_file(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
     inner = path.with_suffix("") if path.suffix == ".gz" else path
     with opener(path, "rt", encoding="utf-8") as handle:
+        first = True
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            if number == 1 and inner.suffix != ".jsonl" and line.lstrip().startswith("["):
-                yield from _json_list(path, line + handle.read())
+            if first and inner.suffix != ".jsonl" and line.lstrip().startswith("["):
+                # A JSON list (a .json file); its errors report the line within the file.
+                yield from _json_list(path, "\n" * (number - 1) + line + handle.read())
                 return
+            first = False
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as error:
