@@ -292,3 +292,5 @@ def test_numpy_integers_and_bools_are_accepted_like_python_ones():
     assert len(env.task) == 20
     obs, info = env.reset(seed=np.int64(5), options={"index": np.int16(4)})
     assert info["index"] == 4 and info["item_id"] == env.task[4].id
+    with pytest.raises(TypeError, match="int"):
+        env.reset(options={"index": True})  # a bool is not an index
