@@ -435,3 +435,24 @@ def test_function_calling_episode_carries_tools_with_chat_template():
     llama = render_calls(list(reversed(item.answers)), "llama")
     _, reward, terminated, _, info = env.step(llama)
     assert (reward, terminated) == (1.0, True)
+
+
+def test_bfcl_data_takes_a_folder_laid_out_like_the_package(bfcl, tmp_path):
+    questions, answers = bfcl.data_files("simple_python")
+    (tmp_path / "possible_answer").mkdir()
+    for source, target in [(questions, tmp_path), (answers, tmp_path / "possible_answer")]:
+        lines = source.read_text(encoding="utf-8").splitlines()[:5]
+        (target / source.name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    mine = bfcl.BFCLTask(data=tmp_path, category="simple_python")
+    package = bfcl.BFCLTask(category="simple_python")
+    assert [mine[i] for i in range(len(mine))] == [package[i] for i in range(5)]
+    env = gym.make("rrr/BFCL-v0", data=str(tmp_path), category="simple_python")
+    assert len(env.unwrapped.task) == 5
+    with pytest.raises(FileNotFoundError, match="BFCL_v4_multiple.json"):
+        bfcl.BFCLTask(data=tmp_path, category="multiple")
+    (tmp_path / questions.name).write_text('{"id": \n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"BFCL_v4_simple_python.json:1: not JSON"):
+        bfcl.BFCLTask(data=tmp_path, category="simple_python")
+    for bad in ("gorilla-llm/Berkeley-Function-Calling-Leaderboard", [{"id": "x"}]):
+        with pytest.raises(ValueError, match="bfcl_eval/data"):
+            bfcl.BFCLTask(data=bad)

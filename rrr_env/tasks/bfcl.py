@@ -10,9 +10,11 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rrr_env.tasks.base import Message, check_index
@@ -59,36 +61,75 @@ class BFCLItem:
     ground_truth: tuple[dict[str, Any], ...]
 
 
-def data_files(category: str) -> tuple[Any, Any]:
-    """The question and possible-answer files of ``category`` in the installed package.
+def data_files(category: str, root: str | os.PathLike[str] | None = None) -> tuple[Any, Any]:
+    """The question and possible-answer files of ``category``.
+
+    Args:
+        category: One of :data:`CATEGORIES`.
+        root: A folder laid out like ``bfcl_eval/data`` (``BFCL_v4_<category>.json`` and
+            ``possible_answer/BFCL_v4_<category>.json``); default: the installed package's.
 
     Raises:
-        ImportError: when ``bfcl-eval`` is not installed, with the command that installs it.
+        ImportError: when ``root`` is None and ``bfcl-eval`` is not installed, with the command
+            that installs it.
     """
-    try:
-        root = importlib.resources.files(PACKAGE) / "data"
-    except ModuleNotFoundError as error:
-        raise ImportError(f"the BFCL data needs the bfcl-eval package: {INSTALL_HINT}") from error
+    if root is None:
+        try:
+            folder: Any = importlib.resources.files(PACKAGE) / "data"
+        except ModuleNotFoundError as error:
+            raise ImportError(
+                f"the BFCL data needs the bfcl-eval package: {INSTALL_HINT}"
+            ) from error
+    else:
+        folder = Path(root)
     name = f"BFCL_v4_{category}.json"
-    return root / name, root / "possible_answer" / name
+    return folder / name, folder / "possible_answer" / name
 
 
 def _json_lines(resource: Any) -> list[dict[str, Any]]:
+    if not resource.is_file():
+        raise FileNotFoundError(f"BFCL data file not found: {resource}")
+    rows = []
     with resource.open("r", encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{resource}:{number}: not JSON ({error.msg})") from None
+    return rows
 
 
-@cache
-def load_category(category: str) -> tuple[BFCLItem, ...]:
-    """Every item of one category, in BFCL's order (cached; items are shared, do not mutate).
+def load_category(
+    category: str, root: str | os.PathLike[str] | None = None
+) -> tuple[BFCLItem, ...]:
+    """Every item of one category, in BFCL's order.
+
+    The installed package's categories are cached (items are shared, do not mutate them); a
+    folder's files are read on every call, so that edits to them show.
+
+    Args:
+        category: One of :data:`CATEGORIES`.
+        root: A folder laid out like ``bfcl_eval/data``; default: the installed package's.
 
     Raises:
         ValueError: for an unknown category or inconsistent data files.
-        ImportError: when ``bfcl-eval`` is not installed.
+        ImportError: when ``root`` is None and ``bfcl-eval`` is not installed.
     """
+    if root is None:
+        return _load_package_category(category)
+    return _load_category(category, root)
+
+
+@cache
+def _load_package_category(category: str) -> tuple[BFCLItem, ...]:
+    return _load_category(category, None)
+
+
+def _load_category(category: str, root: str | os.PathLike[str] | None) -> tuple[BFCLItem, ...]:
     if category not in CATEGORIES:
         raise ValueError(f"unknown BFCL category {category!r}; choose from {CATEGORIES}")
-    questions_file, answers_file = data_files(category)
+    questions_file, answers_file = data_files(category, root)
     questions, answers = _json_lines(questions_file), _json_lines(answers_file)
     answer_by_id = {row["id"]: row["ground_truth"] for row in answers}
     items = []
@@ -211,6 +252,10 @@ class BFCLTask(ToolCallingTask):
     included), as BFCL requires of models that are shown dotted names.
 
     Args:
+        data: ``None`` (default): the data files of the installed ``bfcl-eval`` package.
+            Otherwise a folder laid out like ``bfcl_eval/data`` (``BFCL_v4_<category>.json``
+            and ``possible_answer/BFCL_v4_<category>.json``, JSON lines), e.g. another BFCL
+            release. BFCL items need both files, so rows, datasets and hub ids do not apply.
         category: One name or a list of names from :data:`CATEGORIES`; default all eight.
         split: ``"train"`` or ``"test"`` (80% / 20% by a SHA-256 of the BFCL id, so disjoint
             and stable), or ``None`` for every item (default).
@@ -240,18 +285,26 @@ class BFCLTask(ToolCallingTask):
     def __init__(
         self,
         *,
+        data: str | os.PathLike[str] | None = None,
         category: str | Sequence[str] = CATEGORIES,
         split: str | None = None,
         prompt_style: str = "qwen",
         format: str = "strict",
     ) -> None:
         super().__init__(prompt_style=prompt_style, format=format)
+        if data is not None and not (isinstance(data, str | os.PathLike) and Path(data).is_dir()):
+            raise ValueError(
+                "BFCL's data= takes None (the bfcl-eval package's files) or a folder laid out "
+                "like bfcl_eval/data (BFCL_v4_<category>.json and possible_answer/), got "
+                f"{data!r}"
+            )
+        self.data = None if data is None else str(Path(data).resolve())
         self.categories = _check_categories(category)
         self.split = check_split(split)
         self._items = [
             item
             for name in self.categories
-            for item in load_category(name)
+            for item in load_category(name, self.data)
             if split is None or split_of(item.id) == split
         ]
         if not self._items:
