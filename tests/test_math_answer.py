@@ -145,3 +145,44 @@ def test_last_number_is_read_only_where_it_is_unambiguous(response: str, reason:
 def test_reasons_are_unchanged() -> None:
     assert REASONS == ("ok", "no_answer", "unparsable", "wrong_answer")
     assert math_answer.MAX_ANSWER_CHARS == 1_000
+
+
+# -- against an independent grader (math-verify) ---------------------------------------------
+
+CORPUS_SIZE = 2_000  # the benchmark grades 5,000; this many keep every kind well covered
+
+
+@pytest.fixture(scope="module")
+def graded() -> list[dict]:
+    pytest.importorskip("math_verify", reason="math-verify is in the dev extra")
+    from benchmarks.bench_math_agreement import build_corpus, grade_corpus
+
+    return grade_corpus(build_corpus(CORPUS_SIZE, seed=1))
+
+
+def test_every_disagreement_with_math_verify_is_an_expected_class(graded: list[dict]) -> None:
+    from benchmarks.bench_math_agreement import unexpected_disagreements
+
+    bad = unexpected_disagreements(graded)
+    assert not bad, [(r["kind"], r["gold"], r["response"][-80:]) for r in bad[:10]]
+    agree = sum(r["rrr_correct"] == r["math_verify_correct"] for r in graded)
+    assert agree >= 0.8 * len(graded)
+
+
+def test_corpus_verdicts_match_what_the_generator_meant(graded: list[dict]) -> None:
+    from benchmarks.bench_math_agreement import HONEST_KINDS, KINDS
+
+    assert {r["kind"] for r in graded} == set(KINDS)
+    for row in graded:
+        if row["kind"] in HONEST_KINDS:
+            assert row["rrr_correct"] == row["right"], row
+        elif row["kind"] != "rounded_decimal":
+            assert not row["rrr_correct"], row
+
+
+def test_expected_disagreement_classes_are_few_and_explained() -> None:
+    from benchmarks.bench_math_agreement import EXPECTED_DISAGREEMENTS, KINDS
+
+    assert len(EXPECTED_DISAGREEMENTS) <= 15
+    for kind, (direction, why) in EXPECTED_DISAGREEMENTS.items():
+        assert kind in KINDS and direction in ("rrr rejects", "rrr accepts", "both") and why
