@@ -210,6 +210,8 @@ def test_a_reachable_hub_is_read_through_datasets_for_every_env(monkeypatch):
             calls.append((args, kwargs))
             return rows[args[0]]
 
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # CI sets them; this is online
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(data, "hub_reachable", lambda timeout=0: True)
     monkeypatch.setitem(sys.modules, "datasets", FakeDatasets)
     gsm8k = gym.make("rrr/GSM8K-v0", data="openai/gsm8k", split="test").unwrapped.task
@@ -222,3 +224,18 @@ def test_a_reachable_hub_is_read_through_datasets_for_every_env(monkeypatch):
     ]
     assert gsm8k[0].gold == "2" and countdown[0].numbers == (3, 8)
     assert countdown[0].id == "hub-0" and xlam.unwrapped.task[0].id == "xlam-7"
+
+
+def test_offline_mode_without_a_cached_copy_fails_before_importing_datasets(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("HF_DATASETS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "datasets", None)  # importing it would raise ImportError
+    with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE is set.*hold no copy.*data=None"):
+        gym.make("rrr/GSM8K-v0", data="openai/gsm8k")
+    (tmp_path / "hub" / "datasets--openai--gsm8k").mkdir(parents=True)
+    assert data.cached_locally("openai/gsm8k") and data.cached_locally("OpenAI/GSM8K")
+    assert not data.cached_locally("openai/other")
+    with pytest.raises(ImportError, match="pip install datasets"):  # now it goes to datasets
+        gym.make("rrr/GSM8K-v0", data="openai/gsm8k")

@@ -308,6 +308,8 @@ def test_hub_is_one_option_away_and_gives_the_same_items(monkeypatch: pytest.Mon
             calls.append((args, kwargs))
             return rows
 
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):  # CI sets them; this is online
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("rrr_env.data.hub_reachable", lambda timeout=0: True)
     monkeypatch.setitem(sys.modules, "datasets", FakeDatasets)
     task = GSM8KTask(split="test", data="openai/gsm8k")
@@ -315,13 +317,19 @@ def test_hub_is_one_option_away_and_gives_the_same_items(monkeypatch: pytest.Mon
     assert task.source == "hub" and [i for i in task] == [i for i in bundled]
 
 
-def test_unreachable_hub_fails_fast_and_says_what_to_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_hub_fails_fast_and_says_what_to_pass(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     class OfflineDatasets:
         @staticmethod
         def load_dataset(*args, **kwargs):
             raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub")
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # let the (fake) cache lookup run
+    # Offline with a cache folder for the id: the (fake) datasets cache lookup runs and fails.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    (tmp_path / "datasets" / "openai___gsm8k").mkdir(parents=True)
     monkeypatch.setitem(sys.modules, "datasets", OfflineDatasets)
     with pytest.raises(ConnectionError, match="data=None, the default"):
         gym.make(ENV_ID, data="openai/gsm8k")

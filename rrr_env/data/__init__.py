@@ -168,20 +168,57 @@ def _offline_env() -> bool:
     )
 
 
+def _cache_roots() -> list[Path]:
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "huggingface",
+    )
+    datasets_cache = os.environ.get("HF_DATASETS_CACHE") or os.path.join(home, "datasets")
+    hub_cache = (
+        os.environ.get("HF_HUB_CACHE")
+        or os.environ.get("HUGGINGFACE_HUB_CACHE")
+        or os.path.join(home, "hub")
+    )
+    return [Path(datasets_cache), Path(hub_cache)]
+
+
+def cached_locally(dataset_id: str) -> bool:
+    """Whether the local Hugging Face caches may hold ``dataset_id`` (names compared loosely).
+
+    ``datasets`` keeps ``<owner>___<name>`` folders, the hub cache ``datasets--<owner>--<name>``.
+    """
+    owner, _, name = dataset_id.lower().partition("/")
+    wanted = {f"{owner}___{name}", f"datasets--{owner}--{name}"}
+    for root in _cache_roots():
+        try:
+            if any(entry.name.lower() in wanted for entry in root.iterdir()):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def read_hub(
     dataset_id: str, *, config: str | None, split: str, offline_hint: str
 ) -> Iterator[tuple[str, Any]]:
     """``(where, row)`` for every row of one split of a hub dataset, via ``datasets``.
 
-    Fails fast: when the hub does not answer within :data:`PROBE_TIMEOUT_S` (and
-    ``HF_HUB_OFFLINE`` is not set, which reads the local cache instead), it raises at once
-    rather than letting ``datasets`` retry for half a minute.
+    Fails fast: when the hub does not answer within :data:`PROBE_TIMEOUT_S`, it raises at
+    once rather than letting ``datasets`` retry for half a minute. With ``HF_HUB_OFFLINE=1``
+    (or ``HF_DATASETS_OFFLINE=1``) it reads the local cache, and raises at once, before
+    importing ``datasets``, when the cache has no folder for ``dataset_id``.
 
     Raises:
         ImportError: when ``datasets`` is not installed.
         ConnectionError: when the hub is unreachable or the load fails, with ``offline_hint``.
     """
-    if not _offline_env() and not hub_reachable():
+    if _offline_env():
+        if not cached_locally(dataset_id):
+            raise ConnectionError(
+                f"cannot load {dataset_id!r}: HF_HUB_OFFLINE is set and the local Hugging Face "
+                f"caches ({', '.join(map(str, _cache_roots()))}) hold no copy. {offline_hint}"
+            )
+    elif not hub_reachable():
         host, port = _probe_target()
         raise ConnectionError(
             f"cannot load {dataset_id!r} from the Hugging Face hub: {host}:{port} is "
@@ -257,6 +294,7 @@ __all__ = [
     "GSM8K_TRAIN",
     "ROOT",
     "SHA256",
+    "cached_locally",
     "check_bundled",
     "describe",
     "hub_reachable",
