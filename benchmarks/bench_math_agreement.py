@@ -300,36 +300,47 @@ def unexpected_disagreements(rows: Sequence[dict[str, Any]]) -> list[dict[str, A
     return bad
 
 
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per kind: responses, agreements, disagreements in each direction, correct counts."""
+    by_kind: dict[str, Counter[str]] = {}
+    for row in rows:
+        counts = by_kind.setdefault(row["kind"], Counter())
+        counts["responses"] += 1
+        counts["agree"] += row["rrr_correct"] == row["math_verify_correct"]
+        counts["rrr_rejects"] += row["math_verify_correct"] and not row["rrr_correct"]
+        counts["rrr_accepts"] += row["rrr_correct"] and not row["math_verify_correct"]
+        counts["rrr_correct"] += row["rrr_correct"]
+        counts["math_verify_correct"] += row["math_verify_correct"]
+    return [{"kind": kind, **counts} for kind, counts in by_kind.items()]
+
+
 def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
-    samples = build_corpus(args.count, args.seed)
-    rows = grade_corpus(samples)
+    rows = grade_corpus(build_corpus(args.count, args.seed))
     meta = {
         "command": command,
         "count": len(rows),
         "seed": args.seed,
         "machine": machine_info(MEASURED_CODE, PACKAGES),
         "math_verify": package_version("math-verify"),
+        "unexpected_disagreements": len(unexpected_disagreements(rows)),
     }
+    # Small on purpose: a summary per kind, then only the responses the graders disagree on.
     with jsonl.open("w", encoding="utf-8") as handle:
         write_row(handle, {"benchmark": NAME, "meta": meta})
+        for summary in summarise(rows):
+            write_row(handle, {"benchmark": NAME, "summary": True, **summary})
         for row in rows:
-            write_row(handle, {"benchmark": NAME, **row})
+            if row["rrr_correct"] != row["math_verify_correct"]:
+                write_row(handle, {"benchmark": NAME, "disagreement": True, **row})
 
 
 def render(rows: list[dict[str, Any]]) -> str:
     meta = next(row["meta"] for row in rows if "meta" in row)
-    graded = [row for row in rows if "kind" in row]
-    agree = sum(row["rrr_correct"] == row["math_verify_correct"] for row in graded)
-    unexpected = unexpected_disagreements(graded)
-    by_kind: dict[str, Counter[str]] = {}
-    for row in graded:
-        counts = by_kind.setdefault(row["kind"], Counter())
-        counts["n"] += 1
-        counts["agree"] += row["rrr_correct"] == row["math_verify_correct"]
-        counts["rrr rejects"] += row["math_verify_correct"] and not row["rrr_correct"]
-        counts["rrr accepts"] += row["rrr_correct"] and not row["math_verify_correct"]
-        counts["rrr_correct"] += row["rrr_correct"]
-        counts["mv_correct"] += row["math_verify_correct"]
+    summaries = [row for row in rows if row.get("summary")]
+    total = sum(row["responses"] for row in summaries)
+    agree = sum(row["agree"] for row in summaries)
+    unexpected = meta["unexpected_disagreements"]
+    classes = [row for row in summaries if row["agree"] != row["responses"]]
     lines = [
         "# GSM8K verifier vs math-verify",
         "",
@@ -337,25 +348,25 @@ def render(rows: list[dict[str, Any]]) -> str:
         "",
         f"Machine: {machine_line(meta['machine'])}",
         "",
-        f"**Agree on {agree:,} of {len(graded):,} responses**; the {len(graded) - agree:,} "
-        f"disagreements all fall in the expected classes below"
-        + ("." if not unexpected else f", except {len(unexpected)} (see the JSONL)."),
+        f"**Agree on {agree:,} of {total:,} responses**; the {total - agree:,} disagreements fall "
+        f"in {len(classes)} expected classes"
+        + (" and no other." if not unexpected else f"; {unexpected} fall outside them."),
         "",
-        "The corpus is generated with seed "
-        f"{meta['seed']} (see the module docstring of `benchmarks/bench_math_agreement.py`); "
-        f"math-verify {meta['math_verify']} grades `verify(parse(gold), parse(response))` with "
-        "its defaults. *rrr rejects*: we judge the response wrong, math-verify right; *rrr "
-        "accepts*: the reverse.",
+        f"The corpus is generated with seed {meta['seed']} (see the docstring of "
+        f"`benchmarks/bench_math_agreement.py`); math-verify {meta['math_verify']} grades "
+        "`verify(parse(gold), parse(response))` with its defaults. *rrr rejects*: we judge the "
+        "response wrong, math-verify right; *rrr accepts*: the reverse. The JSONL lists every "
+        "response the two disagree on.",
         "",
         "| kind | responses | agree | rrr rejects | rrr accepts | rrr correct "
         "| math-verify correct | expected disagreement |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for kind, counts in by_kind.items():
-        why = EXPECTED_DISAGREEMENTS.get(kind)
+    for row in summaries:
+        why = EXPECTED_DISAGREEMENTS.get(row["kind"])
         lines.append(
-            f"| {kind} | {counts['n']} | {counts['agree']} | {counts['rrr rejects']} | "
-            f"{counts['rrr accepts']} | {counts['rrr_correct']} | {counts['mv_correct']} | "
+            f"| {row['kind']} | {row['responses']} | {row['agree']} | {row['rrr_rejects']} | "
+            f"{row['rrr_accepts']} | {row['rrr_correct']} | {row['math_verify_correct']} | "
             f"{f'{why[0]}: {why[1]}' if why else '—'} |"
         )
     return "\n".join(lines) + "\n"
