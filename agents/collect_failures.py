@@ -25,7 +25,9 @@ from typing import Any
 import gymnasium as gym
 
 import rrr_env
+from agents.cli import check_env, check_model, json_object, parse_trl, preflight
 from agents.evaluate import append_lines
+from agents.models import DTYPES
 from agents.rollout import Backend, PhaseSampling, SamplingParams, rollout
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,13 @@ class CollectArgs:
     output_dir: str = field(default="runs/failures", metadata={"help": "Where results go."})
 
     def __post_init__(self) -> None:
+        for name in ("n", "samples_per_query", "round_size", "max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be an integer >= 1, got {getattr(self, name)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        json_object(self.env_kwargs, "--env-kwargs")
         if not 1 <= self.failures_per_query <= self.samples_per_query:
             raise ValueError("need 1 <= --failures-per-query <= --samples-per-query")
         if self.round_size < 1 or self.chunk_queries < 1 or self.n < 1:
@@ -218,14 +227,14 @@ def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> li
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Command-line entry point."""
-    from trl import TrlParser
-
+    """Command-line entry point; options, env and ``--model`` are checked before the model loads."""
     from agents.backends import TransformersBackend
     from agents.models import load_model_and_tokenizer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    (args,) = TrlParser((CollectArgs,)).parse_args_and_config(argv)
+    (args,) = parse_trl((CollectArgs,), argv)
+    preflight(lambda: check_env(args.env, args.env_options()))
+    preflight(lambda: check_model(args.model))
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
     backend = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=args.seed)
     rows = collect(args, backend)

@@ -21,7 +21,9 @@ from typing import Any
 import gymnasium as gym
 
 import rrr_env
+from agents.cli import check_env, check_model, json_object, parse_trl, preflight
 from agents.metrics import rise_metrics, rrr_metrics
+from agents.models import DTYPES
 from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, rollout
 
 logger = logging.getLogger(__name__)
@@ -73,9 +75,22 @@ class EvaluateArgs:
             raise ValueError(
                 "--samples > 1 with greedy decoding repeats one answer; set --temperature > 0"
             )
-        if self.n < 1 or self.samples < 1 or self.chunk_items < 1:
-            raise ValueError("--n, --samples and --chunk-items must be >= 1")
-        json.loads(self.env_kwargs)
+        for name in ("n", "samples", "chunk_items", "max_attempts", "batch_size"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be an integer >= 1, got {getattr(self, name)}")
+        for name in ("max_new_tokens", "reflection_max_new_tokens"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be >= 1 tokens, got {getattr(self, name)}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(
+                "need --temperature >= 0 and 0 < --top-p <= 1, "
+                f"got {self.temperature} and {self.top_p}"
+            )
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        json_object(self.env_kwargs, "--env-kwargs")
 
     def env_options(self) -> dict[str, Any]:
         """Keyword arguments for ``gym.make``."""
@@ -228,16 +243,21 @@ def default_output_dir(args: EvaluateArgs) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command-line entry point."""
-    from trl import TrlParser
+    """Command-line entry point.
 
+    Options, the env (its data included) and the ``--model`` string are checked before the
+    model loads; a bad one exits with status 2 and one line, and leaves no output folder.
+    """
     from agents.backends import TransformersBackend
     from agents.models import load_model_and_tokenizer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    (args,) = TrlParser((EvaluateArgs,)).parse_args_and_config(argv)
+    (args,) = parse_trl((EvaluateArgs,), argv)
+    options = args.env_options()
+    env = preflight(lambda: check_env(args.env, options))
+    preflight(lambda: check_model(args.model))
+    size = len(env.unwrapped.task)
     output = Path(args.output_dir) if args.output_dir else default_output_dir(args)
-    output.mkdir(parents=True, exist_ok=True)
     config_path = output / "config.json"
     # What identifies the evaluation; --n may change between runs (more or fewer items).
     ignored = ("output_dir", "batch_size", "n", "chunk_items")
@@ -247,12 +267,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{output} holds results of a different evaluation ({config_path}); "
             "pass another --output-dir or delete it"
         )
-    config_path.write_text(json.dumps(config, indent=2))
 
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
+    # Only now, with every check passed and the model loaded, does the run folder appear.
+    output.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(config, indent=2))
     backend = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=args.seed)
-    options = args.env_options()
-    size = len(gym.make(args.env, **options).unwrapped.task)
     indices = list(range(min(args.n, size)))
     _, metrics = evaluate(
         lambda: gym.make(args.env, **options),

@@ -45,6 +45,7 @@ import gymnasium as gym
 import torch
 
 import rrr_env
+from agents.cli import check_env, check_model, json_object, one_line_errors, preflight
 from agents.controls import FixedReflectionBackend
 from agents.evaluate import append_lines, evaluate
 from agents.rollout import Episode, PhaseSampling, SamplingParams
@@ -105,15 +106,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/rrr_vs_rise"))
     parser.add_argument("--quick", action="store_true", help="tiny budget and eval, under /tmp")
+    one_line_errors(parser)
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.eval_n < 1 or args.budget_minutes <= 0:
-        parser.error("--seeds and --eval-n must be >= 1 and --budget-minutes > 0")
+    for name in ("seeds", "eval_n", "batch_size", "rrr_collect_n", "rise_items", "lora_r"):
+        if getattr(args, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} must be an integer >= 1, got {getattr(args, name)}")
+    if args.budget_minutes <= 0:
+        parser.error(f"--budget-minutes must be > 0, got {args.budget_minutes}")
+    if args.attempt_max_tokens < 1 or args.reflection_max_tokens < 1:
+        parser.error("--attempt-max-tokens and --reflection-max-tokens must be >= 1")
     try:
-        kwargs = json.loads(args.env_kwargs)
-    except json.JSONDecodeError as error:
-        parser.error(f"--env-kwargs is not valid JSON: {error}")
-    if not isinstance(kwargs, dict):
-        parser.error("--env-kwargs must be a JSON object")
+        json_object(args.env_kwargs, "--env-kwargs")
+    except ValueError as error:
+        parser.error(str(error))
     if args.quick:
         args.model = "smollm2-135m" if args.model == "qwen2.5-coder-0.5b" else args.model
         args.budget_minutes, args.seeds, args.eval_n = 0.05, 1, 2
@@ -124,6 +130,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         base = QUICK_RESULTS if args.quick else RESULTS
         args.out_dir = base / "rrr_vs_rise" / setting_name(args)
     return args
+
+
+def check_arms(args: argparse.Namespace) -> None:
+    """Build the train and eval envs and check ``--model``, before any model loads.
+
+    Raises:
+        ValueError: An unknown env id, a bad env option or split, or an unknown model.
+    """
+    kwargs = json.loads(args.env_kwargs)
+    check_env(args.env, {**kwargs, "split": args.eval_split})
+    if set(args.arms) & set(TRAINED_ARMS):
+        check_env(args.env, {**kwargs, "split": args.train_split})
+    check_model(args.model)
 
 
 def setting_name(args: argparse.Namespace) -> str:
@@ -481,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    preflight(lambda: check_arms(args))
     command = command_line("benchmarks.rrr_vs_rise", argv)
     out = args.out_dir
     (out / "episodes").mkdir(parents=True, exist_ok=True)
