@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,13 +17,49 @@ from rrr_env.tasks.base import Message
 logger = logging.getLogger(__name__)
 
 
-def render_prompt(tokenizer: Any, conversation: list[Message], tools: Tools = None) -> list[int]:
-    """Token ids of ``conversation`` in the model's own chat template, ready for the reply.
+#: The first transformers release whose ``apply_chat_template`` has ``sanitize_control_tokens``.
+SANITIZING_TRANSFORMERS = "5.20.0"
+_SANITIZING_CHECKED: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    Model text is hostile input: control tokens inside messages (a reflection that writes
-    ``<|im_end|><|im_start|>system``) are encoded as plain text, so only the template itself
-    can open or close a turn.
+
+def require_control_token_sanitizing(tokenizer: Any) -> None:
+    """Raise unless ``tokenizer`` encodes control tokens inside messages as plain text.
+
+    Before transformers 5.20, ``apply_chat_template`` took ``sanitize_control_tokens=True``
+    for a template variable and ignored it: model text could then forge chat turns with no
+    error. This checks the signature, then renders a message holding the tokenizer's own
+    special tokens and checks that none of them became a special token (once per tokenizer).
+
+    Raises:
+        RuntimeError: The installed transformers does not honour ``sanitize_control_tokens``.
     """
+    with contextlib.suppress(TypeError):  # objects that cannot be weakly referenced
+        if tokenizer in _SANITIZING_CHECKED:
+            return
+    import transformers
+
+    fix = (
+        f"transformers {transformers.__version__} does not honour "
+        "apply_chat_template(sanitize_control_tokens=True), so model text could forge chat "
+        f"turns; install transformers>={SANITIZING_TRANSFORMERS} (pip install -e '.[train]')"
+    )
+    if "sanitize_control_tokens" not in inspect.signature(tokenizer.apply_chat_template).parameters:
+        raise RuntimeError(fix)
+    forged = "".join(str(t) for t in tokenizer.all_special_tokens)
+    if forged:
+        special = set(tokenizer.all_special_ids)
+
+        def count(content: str) -> int:
+            ids = _apply_template(tokenizer, [{"role": "user", "content": content}], None)
+            return sum(token in special for token in ids)
+
+        if count("x" + forged) != count("x"):
+            raise RuntimeError(fix)
+    with contextlib.suppress(TypeError):
+        _SANITIZING_CHECKED.add(tokenizer)
+
+
+def _apply_template(tokenizer: Any, conversation: list[Message], tools: Tools) -> list[int]:
     return list(
         tokenizer.apply_chat_template(
             conversation,
@@ -31,6 +70,18 @@ def render_prompt(tokenizer: Any, conversation: list[Message], tools: Tools = No
             sanitize_control_tokens=True,
         )
     )
+
+
+def render_prompt(tokenizer: Any, conversation: list[Message], tools: Tools = None) -> list[int]:
+    """Token ids of ``conversation`` in the model's own chat template, ready for the reply.
+
+    Model text is hostile input: control tokens inside messages (a reflection that writes
+    ``<|im_end|><|im_start|>system``) are encoded as plain text, so only the template itself
+    can open or close a turn. Refuses (``RuntimeError``) to render with a transformers that
+    would not do so (see :func:`require_control_token_sanitizing`).
+    """
+    require_control_token_sanitizing(tokenizer)
+    return _apply_template(tokenizer, conversation, tools)
 
 
 def render_prompts(
@@ -140,14 +191,16 @@ class VLLMBackend:
     Args:
         llm: A ``vllm.LLM`` (e.g. TRL's colocated engine) or anything with its ``generate``.
         tokenizer: The model's tokenizer, for the chat template.
-        seed: Base seed for sampling; call ``n`` uses ``seed + n``.
+        seed: Base seed for sampling. Every prompt gets its own seed (``seed`` plus the
+            number of prompts before it, over all calls): one seed shared by a batch would
+            give identical prompts (a GRPO group, collection rounds) identical samples.
     """
 
     def __init__(self, llm: Any, tokenizer: Any, *, seed: int | None = None) -> None:
         self.llm = llm
         self.tokenizer = tokenizer
         self.seed = seed
-        self._calls = 0
+        self._prompts = 0
 
     def generate(
         self,
@@ -159,16 +212,19 @@ class VLLMBackend:
         from vllm import SamplingParams as VLLMSamplingParams
 
         prompts = render_prompts(self.tokenizer, conversations, tools)
-        seed = None if self.seed is None else self.seed + self._calls
-        self._calls += 1
-        vllm_params = VLLMSamplingParams(
-            n=1,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k if params.top_k > 0 else -1,
-            max_tokens=params.max_new_tokens,
-            seed=seed,
-        )
+        first = self._prompts
+        self._prompts += len(prompts)
+        vllm_params = [
+            VLLMSamplingParams(
+                n=1,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k if params.top_k > 0 else -1,
+                max_tokens=params.max_new_tokens,
+                seed=None if self.seed is None else self.seed + first + i,
+            )
+            for i in range(len(prompts))
+        ]
         outputs = self.llm.generate(
             [{"prompt_token_ids": p} for p in prompts], vllm_params, use_tqdm=False
         )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from agents.reflection_rollout import (
     TokenGenerator,
     TRLVLLMGenerator,
     reflect_and_retry,
+    with_sampling,
 )
 from rrr_env.tasks.base import Message
 
@@ -70,6 +72,28 @@ def _default_bf16() -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     return resolve_dtype("auto", "cpu") == torch.bfloat16
+
+
+def check_launch() -> None:
+    """Refuse a plain ``python`` launch on a machine with several visible GPUs.
+
+    transformers would wrap the model in ``nn.DataParallel``, which TRL refuses only once
+    training starts, after collection and the first evaluation have run.
+
+    Raises:
+        ValueError: Several CUDA devices are visible and no launcher started this process.
+    """
+    launched = any(name in os.environ for name in ("WORLD_SIZE", "LOCAL_RANK", "RANK"))
+    if launched or not torch.cuda.is_available():
+        return
+    count = torch.cuda.device_count()
+    if count > 1:
+        raise ValueError(
+            f"{count} GPUs are visible but this is a single-process launch (TRL refuses "
+            "nn.DataParallel); use `accelerate launch --config_file "
+            "agents/configs/accelerate_multi_gpu.yaml -m agents.grpo_reflect ...` for all of "
+            "them, or CUDA_VISIBLE_DEVICES=0 for one"
+        )
 
 
 @dataclass
@@ -116,6 +140,11 @@ class GRPOReflectConfig(GRPOConfig):
             ``num_count`` or ``category``); episode options are set by the trainer.
         train_split (`str` or `None`): Split of the failures; ``None`` for every item.
         retry_max_tokens (`int`): Token limit of a retry.
+        retry_temperature (`float` or `None`): Sampling temperature of the retry; ``None``
+            samples it like the reflection (TRL's ``temperature``), ``0`` decodes it greedily,
+            which makes the reward a function of the reflection alone. Only with
+            ``credit="reflection"``: retry tokens that carry the loss are sampled as TRL scores.
+        retry_top_p (`float` or `None`): Nucleus mass of the retry; ``None``: TRL's ``top_p``.
         credit (`str`): ``"reflection"`` (loss on reflection tokens only, the paper) or
             ``"reflection+retry"`` (also on the retry's tokens; the retry prompt is masked).
 
@@ -144,6 +173,13 @@ class GRPOReflectConfig(GRPOConfig):
             generates each phase of the whole batch in one call.
         max_minutes (`float` or `None`): Wall-clock training budget, collection included;
             checked after each optimizer step. ``None``: only ``max_steps`` stops training.
+
+        > Checking a launch
+
+        dry_run (`bool`, defaults to `False`): Build everything a run builds (config, env,
+            dataset of failures, model, trainer, rollout function) and stop before the first
+            generation. Collection is replaced by failures scripted from the env, and where
+            vLLM is not installed the trainer is built without its engine.
     """
 
     # Paper defaults.
@@ -217,6 +253,17 @@ class GRPOReflectConfig(GRPOConfig):
         default="train", metadata={"help": "Env split of the failures (None: every item)."}
     )
     retry_max_tokens: int = field(default=256, metadata={"help": "Token limit of a retry."})
+    retry_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "Sampling temperature of the retry (None: TRL's --temperature, as the "
+            "reflection; 0: greedy, so the reward depends on the reflection alone). Only with "
+            "--credit reflection."
+        },
+    )
+    retry_top_p: float | None = field(
+        default=None, metadata={"help": "Nucleus mass of the retry (None: TRL's --top_p)."}
+    )
     credit: str = field(
         default="reflection",
         metadata={
@@ -279,18 +326,41 @@ class GRPOReflectConfig(GRPOConfig):
         },
     )
 
+    dry_run: bool = field(
+        default=False,
+        metadata={
+            "help": "Build config, env, failures, model, trainer and rollout function, then stop "
+            "before the first generation (checks a GPU config on any machine)."
+        },
+    )
+
     def __post_init__(self) -> None:
+        if not self.use_cpu:
+            check_launch()
         device_has_cuda = torch.cuda.is_available()
         if self.bf16 is None:
             self.bf16 = False if self.fp16 else _default_bf16()
         if self.bf16 and not device_has_cuda and not self.use_cpu:
             self.use_cpu = True  # transformers refuses bf16 on a CPU unless told it is one
-        if self.gradient_checkpointing is None:
-            self.gradient_checkpointing = device_has_cuda and not self.use_cpu
+        if self.gradient_checkpointing is None and self.activation_checkpointing is None:
+            # transformers' new name, so that the default warns of no deprecated option
+            self.activation_checkpointing = device_has_cuda and not self.use_cpu
         super().__post_init__()
 
         if self.credit not in CREDIT_MODES:
             raise ValueError(f"--credit must be one of {CREDIT_MODES}, got {self.credit!r}")
+        if self.retry_temperature is not None and not self.retry_temperature >= 0:
+            raise ValueError(f"--retry_temperature must be >= 0, got {self.retry_temperature}")
+        if self.retry_top_p is not None and not 0 < self.retry_top_p <= 1:
+            raise ValueError(f"--retry_top_p must be in (0, 1], got {self.retry_top_p}")
+        own_temperature = self.retry_temperature not in (None, self.temperature)
+        retry_own_sampling = own_temperature or self.retry_top_p not in (None, self.top_p)
+        if self.credit != "reflection" and retry_own_sampling:
+            raise ValueError(
+                "--retry_temperature / --retry_top_p differ from --temperature / --top_p, but "
+                f"--credit {self.credit} trains the retry's tokens, which TRL scores at "
+                "--temperature; use --credit reflection or drop the retry options"
+            )
         self.env_options()  # raises on bad JSON
         reserved = sorted(set(json.loads(self.env_kwargs)) & {*EPISODE_OPTIONS, "split"})
         if reserved:
@@ -335,12 +405,9 @@ class GRPOReflectConfig(GRPOConfig):
         Raises:
             ValueError: ``env_kwargs`` is not a JSON object.
         """
-        try:
-            extra = json.loads(self.env_kwargs)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--env_kwargs is not valid JSON: {self.env_kwargs!r}") from error
-        if not isinstance(extra, dict):
-            raise ValueError(f"--env_kwargs must be a JSON object, got {self.env_kwargs!r}")
+        from agents.cli import json_object
+
+        extra = json_object(self.env_kwargs, "--env_kwargs")
         split = self.eval_split if held_out else self.train_split
         options = {**extra, **EPISODE_OPTIONS}
         if split is not None:
@@ -358,6 +425,8 @@ class ReflectRetryRollout:
             ``max_completion_length``).
         credit: ``"reflection"`` or ``"reflection+retry"`` (see :data:`CREDIT_MODES`).
         rollout_batch_size: Most sequences per ``generate`` call (transformers backend).
+        retry_temperature: Temperature of the retry (None: the reflection's; 0: greedy).
+        retry_top_p: Nucleus mass of the retry (None: the reflection's).
         generator_factory: Builds the generator for a trainer, as a context manager; default:
             the trainer's model (transformers ``generate``) or its vLLM engine (``use_vllm``).
             Tests pass a scripted one.
@@ -376,6 +445,8 @@ class ReflectRetryRollout:
         retry_max_tokens: int,
         credit: str = "reflection",
         rollout_batch_size: int | None = None,
+        retry_temperature: float | None = None,
+        retry_top_p: float | None = None,
         generator_factory: Callable[[Any], contextlib.AbstractContextManager[TokenGenerator]]
         | None = None,
     ) -> None:
@@ -385,6 +456,8 @@ class ReflectRetryRollout:
         self.retry_max_tokens = retry_max_tokens
         self.credit = credit
         self.rollout_batch_size = rollout_batch_size
+        self.retry_temperature = retry_temperature
+        self.retry_top_p = retry_top_p
         self.generator_factory = generator_factory or self.trainer_generator
         self.last_batch: RolloutBatch | None = None
 
@@ -405,6 +478,7 @@ class ReflectRetryRollout:
                 reflection_max_tokens=args.max_completion_length,
                 retry_max_tokens=self.retry_max_tokens,
                 group_size=group_size,
+                retry_generate=with_sampling(generate, self.retry_temperature, self.retry_top_p),
             )
         self.last_batch = batch
         return self.to_trl(batch)
@@ -657,6 +731,8 @@ def build_trainer(
         retry_max_tokens=args.retry_max_tokens,
         credit=args.credit,
         rollout_batch_size=args.rollout_batch_size,
+        retry_temperature=args.retry_temperature,
+        retry_top_p=args.retry_top_p,
         generator_factory=generator_factory,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
@@ -688,10 +764,31 @@ class TimeBudget(TrainerCallback):
         self.stopped_early = False
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if time.perf_counter() >= self.deadline and state.global_step < state.max_steps:
+        expired = time.perf_counter() >= self.deadline and state.global_step < state.max_steps
+        # Every rank must stop at the same step: one that stopped alone would enter save_model
+        # (a collective under ZeRO-3) while the others start the next step's collectives.
+        if rank0_decision(expired):
             control.should_training_stop = True
             self.stopped_early = True
         return control
+
+
+def rank0_decision(flag: bool) -> bool:
+    """``flag`` as rank 0 computed it, on every rank of the default process group.
+
+    A collective when a group of several processes is initialized (every rank must call it at
+    the same point); ``flag`` itself otherwise.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    device = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    decision = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+    dist.broadcast(decision, src=0)
+    return bool(decision.item())
 
 
 def _resume_value(value: str | bool | None) -> str | bool | None:
@@ -763,6 +860,8 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
             "agents.collect_failures ... --output-dir DIR) and pass --failures_path DIR"
         )
     model, tokenizer = load_policy(args, model_args, state.num_processes)
+    if args.dry_run:
+        return dry_run(args, model_args, model, tokenizer, state.num_processes)
     started = time.perf_counter()
     dataset = collect_failures(args, model, tokenizer) if args.collect else None
     if dataset is None:
@@ -811,6 +910,82 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
     return {**result, "model": trained, "tokenizer": tokenizer}
 
 
+def scripted_failures(args: GRPOReflectConfig, count: int) -> Any:
+    """Up to ``count`` failures made by the env from a scripted wrong first attempt.
+
+    The prompts are the env's real reflection requests; only the first attempt is not the
+    model's. For :func:`dry_run`, which must not generate.
+    """
+    import datasets
+
+    env = gym.make(args.env_id, **args.env_options())
+    rows = []
+    for index in range(min(count, len(env.unwrapped.task))):
+        env.reset(options={"index": index})
+        prompt, _, _, _, info = env.step("I do not know.")
+        if info["phase"] == "reflection":
+            rows.append({"prompt": prompt, "index": index})
+    return datasets.Dataset.from_list(rows)
+
+
+def dry_run(
+    args: GRPOReflectConfig, model_args: Any, model: Any, tokenizer: Any, num_processes: int
+) -> dict[str, Any]:
+    """Build the trainer and its rollout function as :func:`train` does, then stop.
+
+    Nothing is generated, trained or saved. Failures come from ``failures_path``, or are
+    scripted from the env when the run would collect them. Where vLLM is not installed, the
+    trainer is built without its engine (``use_vllm`` off) and the result says so.
+    """
+    import importlib.util
+
+    from trl import get_peft_config
+
+    notes = []
+    per_batch = args.generation_batch_size // args.num_generations
+    if args.collect:
+        dataset = scripted_failures(args, per_batch)
+        source = f"{len(dataset)} scripted failures (a real run collects {args.collect_n} queries)"
+    else:
+        dataset = load_failures(args.failures_path)
+        source = f"{len(dataset)} failures from {args.failures_path}"
+    if args.use_vllm and importlib.util.find_spec("vllm") is None:
+        args.use_vllm = False
+        notes.append(
+            f"vLLM is not installed here: the trainer was built without its {args.vllm_mode} "
+            "engine (pip install -e '.[train,gpu]' on the GPU machine)"
+        )
+    trainer = build_trainer(
+        args, model, tokenizer, dataset, peft_config=get_peft_config(model_args)
+    )
+    return {
+        "dry_run": True,
+        "processes": num_processes,
+        "model": args.model,
+        "env": f"{args.env_id} {args.env_kwargs}",
+        "failures": source,
+        "generation_batch_size": args.generation_batch_size,
+        "groups_per_generation": per_batch,
+        "max_steps": args.max_steps,
+        "generation": f"vLLM ({args.vllm_mode})" if args.use_vllm else "transformers generate",
+        "trainer": type(trainer).__name__,
+        "rollout_func": type(trainer.rollout_func).__name__,
+        "notes": notes,
+        "trainer_object": trainer,
+    }
+
+
+def format_dry_run(result: dict[str, Any]) -> str:
+    """The dry run's findings, one ``key: value`` line each."""
+    lines = ["dry run: built everything, generated nothing"]
+    for key, value in result.items():
+        if key in ("dry_run", "trainer_object", "notes"):
+            continue
+        lines.append(f"  {key}: {value}")
+    lines += [f"  note: {note}" for note in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
 def format_result(args: GRPOReflectConfig, result: dict[str, Any]) -> str:
     """A markdown table of vanilla vs trained accuracy."""
     lines = [
@@ -844,13 +1019,24 @@ def format_result(args: GRPOReflectConfig, result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command-line entry point."""
-    from trl import ModelConfig, TrlParser
+    """Command-line entry point; options, envs and ``--model`` are checked before any work."""
+    from trl import ModelConfig
+
+    from agents.cli import check_env, check_model, fail, parse_trl, preflight
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    parser = TrlParser((GRPOReflectConfig, ModelConfig))
-    args, model_args = parser.parse_args_and_config(argv)
+    args, model_args = parse_trl((GRPOReflectConfig, ModelConfig), argv)
+    preflight(lambda: check_env(args.env_id, args.env_options(), env_flag="--env_id"))
+    if args.eval_n:
+        options = args.env_options(held_out=True)
+        preflight(lambda: check_env(args.env_id, options, env_flag="--env_id"))
+    preflight(lambda: check_model(args.model))
+    if args.failures_path is not None and not Path(args.failures_path).exists():
+        fail(f"--failures_path: no dataset of failures at {args.failures_path}")
     result = train(args, model_args)
+    if result.get("dry_run"):
+        print(format_dry_run(result))
+        return result
     if result["before"] is not None or result["after"] is not None:
         print(format_result(args, result))
     return result
@@ -862,7 +1048,10 @@ __all__ = [
     "ReflectRetryRollout",
     "TimeBudget",
     "build_trainer",
+    "check_launch",
+    "dry_run",
     "load_failures",
+    "rank0_decision",
     "main",
     "retry_success",
     "train",

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import gymnasium as gym
 import torch
 
+from agents.backends import require_control_token_sanitizing
 from rrr_env.tasks.base import Message
 
 #: Env options of an RRR episode: an attempt, a reflection, one retry.
@@ -135,26 +136,64 @@ class TRLVLLMGenerator:
     logprobs (for TRL's importance-sampling correction). Its token limit is
     ``max_completion_length``; for the retry it is raised to ``retry_max_tokens`` for the
     duration of the call.
+
+    Attributes:
+        vllm_generation: TRL's ``VLLMGeneration`` of the trainer.
+        temperature: Overrides the engine's temperature for the duration of a call (0 is
+            greedy); None keeps the trainer's.
+        top_p: Overrides the engine's top-p likewise; None keeps the trainer's.
     """
 
     vllm_generation: Any
+    temperature: float | None = None
+    top_p: float | None = None
 
     def __call__(
         self, prompt_ids: Sequence[list[int]], max_new_tokens: int, group_size: int
     ) -> tuple[list[list[int]], list[list[float]] | None]:
         engine = self.vllm_generation
-        saved = engine.max_completion_length
-        engine.max_completion_length = max_new_tokens
+        overrides = {"max_completion_length": max_new_tokens}
+        if self.temperature is not None:
+            overrides["temperature"] = self.temperature
+        if self.top_p is not None:
+            overrides["top_p"] = self.top_p
+        saved = {name: getattr(engine, name) for name in overrides}
+        for name, value in overrides.items():
+            setattr(engine, name, value)
         try:
             _, completion_ids, logprobs, _ = engine.generate(
                 prompts=[list(p) for p in prompt_ids], images=None, num_generations=group_size
             )
         finally:
-            engine.max_completion_length = saved
+            for name, value in saved.items():
+                setattr(engine, name, value)
         completion_ids = [list(ids) for ids in completion_ids]
         if logprobs is not None:  # top-1 = the sampled token, as TRL does; None stays NaN
             logprobs = [[lp[0] for lp in seq] for seq in logprobs]
         return completion_ids, logprobs
+
+
+def with_sampling(
+    generate: TokenGenerator, temperature: float | None, top_p: float | None = None
+) -> TokenGenerator:
+    """``generate`` with another temperature / top-p (e.g. for the retry); None keeps its own.
+
+    Raises:
+        TypeError: An override was asked of a generator that has no sampling settings.
+    """
+    if temperature is None and top_p is None:
+        return generate
+    if temperature is not None and temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not isinstance(generate, HFGenerator | TRLVLLMGenerator):
+        raise TypeError(
+            f"cannot change the sampling of a {type(generate).__name__}; build the retry's "
+            "generator yourself, or use HFGenerator / TRLVLLMGenerator"
+        )
+    changes = {"temperature": temperature, "top_p": top_p}
+    return replace(generate, **{k: v for k, v in changes.items() if v is not None})
 
 
 # -- episodes --------------------------------------------------------------------------------
@@ -167,6 +206,7 @@ def prompt_key(prompt: Sequence[Message]) -> str:
 
 def render(tokenizer: Any, conversation: Sequence[Message], tools: Tools, *, generation: bool):
     """Token ids of ``conversation`` in the model's chat template (control tokens sanitized)."""
+    require_control_token_sanitizing(tokenizer)
     return list(
         tokenizer.apply_chat_template(
             list(conversation),
@@ -306,12 +346,16 @@ def reflect_and_retry(
     reflection_max_tokens: int,
     retry_max_tokens: int,
     group_size: int = 1,
+    retry_generate: TokenGenerator | None = None,
 ) -> RolloutBatch:
     """Sample a reflection and a retry for each failure prompt; the env grades the retries.
 
     Two generation calls in all: every reflection, then every retry. The retry is generated
     from the token-level continuation ``prompt + reflection + end of turn + retry request``,
     so the sequence TRL scores is exactly the sequence that was sampled.
+
+    ``retry_generate`` samples the retries (default: ``generate``): a greedy one makes the
+    reward a function of the reflection alone, without the retry's sampling noise.
     """
     envs = replayer.envs(len(prompts))
     infos = [replayer.replay(env, prompt) for env, prompt in zip(envs, prompts, strict=True)]
@@ -337,7 +381,7 @@ def reflect_and_retry(
         p + r + s for p, r, s in zip(prompt_ids, reflection_ids, retry_prompt_ids, strict=True)
     ]
 
-    retry_ids, retry_logprobs = generate(contexts, retry_max_tokens, 1)
+    retry_ids, retry_logprobs = (retry_generate or generate)(contexts, retry_max_tokens, 1)
     retries = [tokenizer.decode(ids, skip_special_tokens=True) for ids in retry_ids]
     rewards, reasons = [], []
     for env, retry in zip(envs, retries, strict=True):

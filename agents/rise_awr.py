@@ -182,7 +182,16 @@ class Args:
             "best is the target (self-distillation; the official code uses 16). 1 disables."
         },
     )
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the on-policy rollouts."}
+    )
+    best_of_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "Sampling temperature of the fresh best-of-N responses after a failed turn "
+            "(None: --temperature). A lower one yields more correct targets from a small model."
+        },
+    )
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
     max_new_tokens: int = field(default=256, metadata={"help": "Token limit of a response."})
     batch_size: int = field(default=16, metadata={"help": "Conversations per generate call."})
@@ -197,10 +206,12 @@ class Args:
     beta: float = field(default=0.4, metadata={"help": "Temperature of weights exp(A / beta)."})
     max_weight: float = field(default=20.0, metadata={"help": "Weights are clipped to this."})
     train_on_failures: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "Also train on targets of groups with no correct response (the official "
-            "code's default 'all' criterion); --no-train-on-failures keeps only correct ones."
+            "code's default 'all' criterion). Off by default: imitating failures sampled at "
+            "temperature 1 made Qwen2.5-Coder-0.5B worse (benchmarks/results/rrr_vs_rise/"
+            "countdown-n2-easy__qwen2.5-coder-0.5b/findings.md)."
         },
     )
     # -- update ----------------------------------------------------------------------------
@@ -274,10 +285,17 @@ class Args:
             raise ValueError(f"--eval-n must be >= 0 (0 disables evaluation), got {self.eval_n}")
         if self.eval_max_new_tokens is not None and self.eval_max_new_tokens < 1:
             raise ValueError("--eval-max-new-tokens must be >= 1")
-        if self.temperature <= 0 and (self.samples_per_item > 1 or self.best_of > 1):
+        if self.temperature <= 0 and self.samples_per_item > 1:
             raise ValueError(
                 "greedy decoding (--temperature 0) repeats one response, so --samples-per-item "
-                "and --best-of > 1 sample nothing new; set --temperature > 0"
+                "> 1 samples nothing new; set --temperature > 0"
+            )
+        if self.best_of_temperature is not None and not self.best_of_temperature >= 0:
+            raise ValueError(f"--best-of-temperature must be >= 0, got {self.best_of_temperature}")
+        if self.best_of > 1 and not self.best_of_sampling().temperature > 0:
+            raise ValueError(
+                "greedy best-of-N samples repeat one response, so --best-of > 1 samples nothing "
+                "new; set --best-of-temperature (or --temperature) > 0"
             )
         if self.weighting == "baseline" and self.samples_per_item == 1 and self.best_of == 1:
             raise ValueError(
@@ -322,6 +340,13 @@ class Args:
     def sampling(self) -> PhaseSampling:
         """Sampling of training rollouts."""
         return PhaseSampling.same(SamplingParams(self.max_new_tokens, self.temperature, self.top_p))
+
+    def best_of_sampling(self) -> SamplingParams:
+        """Sampling of the fresh best-of-N responses after a failed turn."""
+        temperature = self.temperature
+        if self.best_of_temperature is not None:
+            temperature = self.best_of_temperature
+        return SamplingParams(self.max_new_tokens, temperature, self.top_p)
 
     def eval_sampling(self) -> PhaseSampling:
         """Greedy decoding for evaluation."""
@@ -381,6 +406,7 @@ def collect(
     best_of: int,
     sampling: PhaseSampling,
     seed: int = 0,
+    best_of_sampling: SamplingParams | None = None,
 ) -> tuple[list[Episode], list[Group]]:
     """Roll out the policy in RISE mode and build the groups of every turn.
 
@@ -395,8 +421,10 @@ def collect(
         indices: Training items.
         samples_per_item: Episodes per item.
         best_of: Responses per later turn, the episode's own included.
-        sampling: Sampling parameters (the retry phase's are used for fresh samples).
+        sampling: Sampling parameters of the rollout.
         seed: Seed of the rollout.
+        best_of_sampling: Sampling parameters of the fresh samples (default: the rollout's
+            retry phase).
 
     Returns:
         The on-policy episodes and the groups (turn-1 groups first, in item order).
@@ -434,7 +462,8 @@ def collect(
     if best_of > 1 and later:
         conversations = [g.history for g, _ in later for _ in range(best_of - 1)]
         group_tools = [g.tools for g, _ in later for _ in range(best_of - 1)]
-        generations = iter(backend.generate(conversations, sampling.retry, group_tools))
+        params = best_of_sampling or sampling.retry
+        generations = iter(backend.generate(conversations, params, group_tools))
         for group, previous in later:
             for _ in range(best_of - 1):
                 text = next(generations).text
@@ -567,10 +596,17 @@ def tokenize_target(
             the prompt is not a prefix of the full conversation.
     """
     prompt = render_prompt(tokenizer, history, tools)
-    text = tokenizer.apply_chat_template(
-        [*history, {"role": "assistant", "content": response}], tools=tools, tokenize=False
+    # Sanitized like the prompt: a response that writes <|im_end|> trains on plain text, not on
+    # a forged end-of-turn token.
+    ids = list(
+        tokenizer.apply_chat_template(
+            [*history, {"role": "assistant", "content": response}],
+            tools=tools,
+            tokenize=True,
+            return_dict=False,
+            sanitize_control_tokens=True,
+        )
     )
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if ids[: len(prompt)] != prompt:
         raise ValueError(
             "the chat template renders the history differently once a reply follows, so the "
@@ -926,6 +962,7 @@ def train(args: Args) -> TrainResult:
             best_of=args.best_of,
             sampling=args.sampling(),
             seed=args.seed * 1_000_003 + iteration * 10_007,
+            best_of_sampling=args.best_of_sampling(),
         )
         generated_tokens = backend.completion_tokens
         del backend
@@ -1048,10 +1085,19 @@ def train(args: Args) -> TrainResult:
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
     """Command-line entry point."""
-    from trl import TrlParser
+    from agents.cli import check_env, check_model, fail, parse_trl, preflight
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    (args,) = TrlParser((Args,)).parse_args_and_config(argv)
+    (args,) = parse_trl((Args,), argv)
+    # Options, envs and --model are checked before the model loads or the run folder appears.
+    splits = [args.train_split] + ([args.eval_split] if args.eval_n else [])
+    for split in splits:
+        options = args.env_options(split)
+        preflight(lambda: check_env(args.env_id, options, env_flag="--env-id"))  # noqa: B023
+    if args.resume and not (Path(args.resume) / TRAINER_STATE).is_file():
+        fail(f"--resume: {args.resume} is not a checkpoint of agents.rise_awr (no {TRAINER_STATE})")
+    if not args.resume:
+        preflight(lambda: check_model(args.model))
     result = train(args)
     print(f"run folder: {result.run_dir} (iteration {result.iteration})")
     for iteration, scores in sorted(result.evaluations.items()):
