@@ -2,6 +2,7 @@
 
     python -m agents.grpo_reflect                          # CPU demo: default model and task
     python -m agents.grpo_reflect --config agents/configs/grpo_reflect_countdown.yaml
+    python -m agents.grpo_reflect --config agents/configs/grpo_reflect_h100.yaml --dry-run
     accelerate launch --config_file agents/configs/accelerate_deepspeed_zero3.yaml \\
         -m agents.grpo_reflect --config agents/configs/grpo_reflect_h100.yaml
 
