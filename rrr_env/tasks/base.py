@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import json
 import numbers
 from typing import Any, ClassVar, TypedDict
 
@@ -68,6 +69,15 @@ class Task(abc.ABC):
     def tools(self, item: Any) -> list[dict[str, Any]] | None:
         """Tool schemas to pass to a chat template for ``item``, if the task has tools."""
         return None
+
+    def problem_key(self, item: Any) -> str:
+        """What makes two items the same problem (default: the same first-attempt prompt).
+
+        Tasks whose prompts can phrase one problem in several ways (Countdown shows the
+        numbers in any order) override it, so that held-out evaluations can count distinct
+        problems (``agents.items.distinct_indices``).
+        """
+        return json.dumps([[m["role"], m["content"]] for m in self.prompt(item)])
 
 
 def is_int(value: Any) -> bool:
