@@ -80,6 +80,8 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
 
     ## Version History
 
+    - v1 (``rrr/Countdown-v1`` only): a ``validation`` split, 10% of the problems, taken from
+      v0's train split (``validation_percent=10``); the test split is v0's.
     - v0: initial release. Since 0.1 (same prompts, verdicts and rewards): every task takes
       ``data=`` (GSM8K defaults to its bundled copy, so it runs offline); ``reflect`` must be a
       bool, numpy integers pass as ints; ``AsyncVectorEnv`` works with ``shared_memory=True``.

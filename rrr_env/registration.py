@@ -9,6 +9,8 @@ ENTRY_POINT = "rrr_env.env:ReflectRetryEnv"
 #: Environment id -> default keyword arguments of ``ReflectRetryEnv``.
 ENV_IDS: dict[str, dict[str, object]] = {
     "rrr/Countdown-v0": {"task": "countdown"},
+    # v1: a validation split (10% of the problems, taken from v0's train split).
+    "rrr/Countdown-v1": {"task": "countdown", "validation_percent": 10},
     "rrr/GSM8K-v0": {"task": "gsm8k"},
     "rrr/FunctionCalling-v0": {"task": "function_calling"},
     "rrr/BFCL-v0": {"task": "bfcl"},

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 
+import gymnasium as gym
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rrr_env.tasks.countdown import CountdownTask, split_of
+import rrr_env
+from rrr_env.tasks.countdown import SPLITS, CountdownTask, split_of
 from rrr_env.tasks.countdown_solver import reachable, reachable_values, solvable, solve
 from rrr_env.verifiers.countdown import verify
 
 NUMS, TARGET = [96, 74, 37, 7], 52
+
+gym.register_envs(rrr_env)
 
 
 # -- generator -----------------------------------------------------------------------------
@@ -348,3 +352,35 @@ def test_random_text_never_raises(text):
 def test_arithmetic_looking_text_never_raises(text):
     verdict = verify(f"\\boxed{{{text}}}", NUMS, TARGET)
     assert verdict.correct == (verdict.reason == "ok")
+
+
+# -- the validation split (rrr/Countdown-v1) -------------------------------------------------
+
+
+def _keys(env_id: str, split: str, n: int = 300) -> list[tuple]:
+    env = gym.make(env_id, split=split, num_count=2, number_range=(1, 99), target_range=(1, 100))
+    task = env.unwrapped.task
+    return [(tuple(sorted(task[i].numbers)), task[i].target) for i in range(n)]
+
+
+def test_v1_validation_split_is_disjoint_from_train_and_test():
+    train, validation, test = (_keys("rrr/Countdown-v1", s) for s in SPLITS)
+    assert set(validation).isdisjoint(train) and set(validation).isdisjoint(test)
+    assert set(train).isdisjoint(test)
+    assert all(split_of(n, t, 10) == "validation" for n, t in validation)
+    assert all(split_of(n, t) == "train" for n, t in validation), "taken from v0's train split"
+
+
+def test_v1_test_split_is_v0s():
+    assert _keys("rrr/Countdown-v1", "test", 100) == _keys("rrr/Countdown-v0", "test", 100)
+
+
+def test_v0_has_no_validation_split():
+    with pytest.raises(ValueError, match="rrr/Countdown-v1"):
+        gym.make("rrr/Countdown-v0", split="validation")
+    with pytest.raises(ValueError, match="validation_percent"):
+        CountdownTask(validation_percent=95)
+    held_out = _keys("rrr/Countdown-v1", "validation", 20)
+    rows = [{"nums": list(numbers), "target": target} for numbers, target in held_out]
+    task = CountdownTask(data=rows, split="validation", validation_percent=10)
+    assert len(task) == len(rows), "data rows are split by the same hash"

@@ -29,10 +29,12 @@ USER_TEMPLATE = (
 )
 HUB_DATASET = "Jiayi-Pan/Countdown-Tasks-3to4"
 SOURCES = ("generator", "jsonl", "hub")
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 #: Share of all (numbers, target) keys that belong to the test split.
 TEST_SHARE_PERCENT = 10
-DEFAULT_SIZES = {"train": 10_000, "test": 1_000}
+#: Share that ``rrr/Countdown-v1`` holds out for validation (from v0's train split).
+VALIDATION_SHARE_PERCENT = 10
+DEFAULT_SIZES = {"train": 10_000, "validation": 1_000, "test": 1_000}
 MAX_CACHED_ITEMS = 100_000  # generated items kept in memory (a few hundred bytes each)
 MAX_DRAWS = 10_000  # per generated item, before concluding the configuration is infeasible
 #: The construction-time probe of the generator's knobs: per count of numbers, draws until
@@ -62,15 +64,21 @@ class CountdownItem:
     solution: str | None = None
 
 
-def split_of(numbers: Sequence[int], target: int) -> str:
-    """``"train"`` or ``"test"``: a stable hash of the sorted numbers and the target.
+def split_of(numbers: Sequence[int], target: int, validation_percent: int = 0) -> str:
+    """``"train"``, ``"validation"`` or ``"test"``: a stable hash of the sorted numbers and target.
 
-    The split is a function of the problem itself, so train and test never share a problem,
-    whatever the seeds or sizes.
+    The split is a function of the problem itself, so the splits never share a problem,
+    whatever the seeds or sizes. The test split is the same for every ``validation_percent``;
+    the validation split takes its share from the train split (none by default, as in v0).
+
+    >>> split_of([3, 7], 10), split_of([7, 3], 10)
+    ('train', 'train')
     """
     key = json.dumps([sorted(int(n) for n in numbers), int(target)]).encode()
     bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % 100
-    return "test" if bucket < TEST_SHARE_PERCENT else "train"
+    if bucket < TEST_SHARE_PERCENT:
+        return "test"
+    return "validation" if bucket < TEST_SHARE_PERCENT + validation_percent else "train"
 
 
 def _int_range(name: str, value: Any, lowest: int, highest: int) -> tuple[int, int]:
@@ -107,8 +115,12 @@ class CountdownTask(Task):
             ``"Jiayi-Pan/Countdown-Tasks-3to4"`` (its ``train`` split; needs ``datasets`` and
             the network). A malformed row raises, naming its file and line; rows that have no
             solution are left out with one warning.
-        split: ``"train"`` or ``"test"`` (disjoint by construction: a hash of the problem),
-            or ``None`` for every item of the data (and ``"train"`` for the generator).
+        split: ``"train"``, ``"validation"`` (only with ``validation_percent > 0``) or
+            ``"test"`` (disjoint by construction: a hash of the problem), or ``None`` for
+            every item of the data (and ``"train"`` for the generator).
+        validation_percent: Share of the problems held out from the train split for
+            validation: 0 in ``rrr/Countdown-v0`` (train / test only), 10 in
+            ``rrr/Countdown-v1``; the test split is the same in both.
         size: Number of items (generator default 10,000 train / 1,000 test; data: all).
         num_count: How many numbers per item: an int or an inclusive ``(low, high)``; 2..5.
         number_range: Inclusive range of the numbers (TinyZero: 1..99).
@@ -136,12 +148,24 @@ class CountdownTask(Task):
         number_range: tuple[int, int] = (1, 99),
         target_range: tuple[int, int] = (10, 100),
         seed: int = 0,
+        validation_percent: int = 0,
         source: str | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
         data = _deprecated_source(data, source, path)
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+        self.validation_percent = check_int("validation_percent", validation_percent, minimum=0)
+        if self.validation_percent > 100 - TEST_SHARE_PERCENT - 1:
+            raise ValueError(
+                f"validation_percent must leave a train split: at most "
+                f"{100 - TEST_SHARE_PERCENT - 1}, got {validation_percent}"
+            )
+        if split == "validation" and not self.validation_percent:
+            raise ValueError(
+                "this Countdown has no validation split (validation_percent=0, as in "
+                "rrr/Countdown-v0); use rrr/Countdown-v1 or pass validation_percent"
+            )
         if size is not None:
             size = check_int("size", size, minimum=1)
         self.seed = check_int("seed", seed)
@@ -174,7 +198,7 @@ class CountdownTask(Task):
         items, unsolvable = [], []
         for index, (where, row) in enumerate(rows):
             numbers, target = _parse_row(where, row)
-            if self.split is not None and split_of(numbers, target) != self.split:
+            if self.split is not None and self._split_of(numbers, target) != self.split:
                 continue
             if not proved and len(numbers) <= MAX_CHECKED_NUMBERS and not solvable(numbers, target):
                 unsolvable.append(where)
@@ -226,8 +250,11 @@ class CountdownTask(Task):
         return sorted(
             int(v)
             for v in values
-            if v.denominator == 1 and low <= v <= high and split_of(numbers, int(v)) == self.split
+            if v.denominator == 1 and low <= v <= high and self._split_of(numbers, v) == self.split
         )
+
+    def _split_of(self, numbers: Sequence[int], target: int | Fraction) -> str:
+        return split_of(numbers, int(target), self.validation_percent)
 
     def _generate(self, index: int) -> CountdownItem:
         # TinyZero-like: draw the numbers, then a target among the integers they can reach
@@ -263,6 +290,10 @@ class CountdownTask(Task):
 
     def item_id(self, item: CountdownItem) -> str:
         return item.id
+
+    def problem_key(self, item: CountdownItem) -> str:
+        """The sorted numbers and the target: the numbers in another order pose one problem."""
+        return json.dumps([sorted(item.numbers), item.target])
 
     def prompt(self, item: CountdownItem) -> list[Message]:
         user = USER_TEMPLATE.format(numbers=list(item.numbers), target=item.target)
