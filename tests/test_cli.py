@@ -155,3 +155,25 @@ def test_help_still_exits_0(capsys):
         agents.evaluate.main(["--help"])
     assert exit_info.value.code == 0
     assert "--env-kwargs" in capsys.readouterr().out
+
+
+def test_evaluate_writes_its_folder_once_checks_pass_and_the_model_loads(tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    tokenizer = AutoTokenizer.from_pretrained(models.resolve_model("qwen2.5-coder-0.5b").path)
+    tokenizer.padding_side = "left"
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    model = AutoModelForCausalLM.from_config(config).eval()
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: (model, tokenizer))
+    out = tmp_path / "out"
+    argv = ["--output-dir", str(out), "--n", "1", "--max-new-tokens", "2"]
+    metrics = agents.evaluate.main([*argv, "--reflection-max-new-tokens", "2"])
+    assert metrics["rrr"]["episodes"] == 1
+    assert {p.name for p in out.iterdir()} >= {"config.json", "episodes.jsonl", "metrics.json"}
