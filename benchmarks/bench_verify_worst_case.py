@@ -91,98 +91,124 @@ TYPICAL: dict[str, str] = {
 }
 
 
+_size = N  # the length _fit and _nested fill; CASES is built at N, then at FC_LIMIT
+
+
 def _fit(unit: str, head: str = "", tail: str = "") -> str:
-    """``head`` + ``unit`` repeated + ``tail``, at most :data:`N` characters."""
-    room = N - len(head) - len(tail)
+    """``head`` + ``unit`` repeated + ``tail``, at most ``_size`` characters."""
+    room = _size - len(head) - len(tail)
     return head + unit * (room // len(unit)) + tail
 
 
 def _nested(open_: str, close: str, head: str = "", tail: str = "", middle: str = "") -> str:
-    count = (N - len(head) - len(tail) - len(middle)) // (len(open_) + len(close))
+    count = (_size - len(head) - len(tail) - len(middle)) // (len(open_) + len(close))
     return head + open_ * count + middle + close * count + tail
 
 
-#: name -> a hostile response (each at most N characters).
-CASES: dict[str, str] = {
-    # braces and boxes
-    "box then open braces": _fit("{", "\\boxed{"),
-    "many unclosed boxes": _fit("\\boxed{"),
-    "many \\boxed without a brace": _fit("\\boxed"),
-    "many closed boxes, then one open": _fit("\\boxed{1}", tail="\\boxed{"),
-    "nested boxes": _nested("\\boxed{", "}", middle="18"),
-    "box closed by the last of a million braces": _nested("{", "}", "\\boxed{18", "}"),
-    "box, a million close braces": _fit("}", "\\boxed{18"),
-    "open braces": _fit("{"),
-    "close braces": _fit("}"),
-    "close then open braces": _fit("}{"),
-    "box far from the end, open": _fit("x", "\\boxed{1} \\boxed{ "),
-    "box then spaces then brace": _fit(" ", "\\boxed", "{18}"),
-    # numbers
-    "digits": _fit("9"),
-    "digits in a box": _fit("9", "\\boxed{", "}"),
-    "numbers with commas": _fit("1,"),
-    "fractions a/b": _fit("1/"),
-    "minus signs and digits": _fit("-1"),
-    "many numbers": _fit("1 "),
-    "many \\frac": _fit("\\frac{1}{2}"),
-    "nested \\frac in a box": _nested("\\frac{", "}", "\\boxed{", "}"),
-    "1,000 digits times 1,000 digits in a box": "\\boxed{" + "9" * 990 + "*" + "9" * 990 + "}",
-    "huge power in a box": "\\boxed{99**98**97}",
-    "huge exponent in JSON": '<tool_call>{"name": "f", "arguments": {"x": 1e999999}}</tool_call>',
-    "long number in JSON": _fit(
-        "0", '<tool_call>{"name": "f", "arguments": {"x": 1', "}}</tool_call>"
-    ),
-    "many \\text in a box": _nested("\\text{", "}", "\\boxed{", "}", "18"),
-    "many = in a box": "\\boxed{" + "=" * 990 + "18}",
-    "many words in a box": "\\boxed{" + "a " * 495 + "18}",
-    "Arabic-Indic digits": _fit("٣"),
-    "Arabic-Indic digits in a box": _fit("٣", "\\boxed{", "}"),
-    "emoji": _fit("😀"),
-    "NUL, lone surrogate, emoji": _fit("\x00\ud800\U0001f600"),
-    # parentheses and arithmetic
-    "deep parentheses in a box": _nested("(", ")", "\\boxed{", "}", "1"),
-    "deep parentheses, 2,000 characters": "\\boxed{" + "(" * 996 + "1" + ")" * 996 + "}",
-    "long sum, 2,000 characters": "\\boxed{" + "+".join("1" * 996) + "}",
-    "many boxes of long sums": _fit("\\boxed{" + "1+" * 400 + "1}"),
-    # whitespace
-    "spaces": _fit(" "),
-    "newlines then a number": _fit("\n", tail="18"),
-    "digit, spaces, digit": _fit(" ", "1", "2"),
-    # tool calls and JSON
-    "many <tool_call> tags": _fit("<tool_call>"),
-    "many closed <tool_call> blocks": _fit("<tool_call></tool_call>"),
-    "many call blocks": _fit('<tool_call>{"name": "f", "arguments": {}}</tool_call>'),
-    "open block, deep list": _fit("[", "<tool_call>"),
-    "deep lists": _fit("["),
-    "deep objects": _nested('{"a": ', "}", middle="1"),
-    "deep JSON in a block": _nested('{"a": ', "}", "<tool_call>", "</tool_call>", "1"),
-    "many nameless objects": _fit('{"name": 1}'),
-    "many calls, no block": _fit('{"name": "f", "arguments": {}} '),
-    "many list items": _fit("1, ", '{"name": "f", "parameters": {"x": [', "1]}}"),
-    "quotes": _fit('"'),
-    "open brace and quote pairs": _fit('{"'),
-    "escaped quotes": _fit('"\\', '{"'),
-    "fences": _fit("```"),
-    "fenced calls": _fit('```json\n{"name": "f", "arguments": {}}\n```\n'),
-    "long reasoning, then a call": _fit(
-        "x", "<think>", '</think><tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>'
-    ),
-    "long prose, then a call": _fit(
-        "word ", tail='<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>'
-    ),
+def _cases() -> dict[str, str]:
+    """Hostile responses of about ``_size`` characters (and a few short ones)."""
+    return {
+        # braces and boxes
+        "box then open braces": _fit("{", "\\boxed{"),
+        "many unclosed boxes": _fit("\\boxed{"),
+        "many \\boxed without a brace": _fit("\\boxed"),
+        "many closed boxes, then one open": _fit("\\boxed{1}", tail="\\boxed{"),
+        "nested boxes": _nested("\\boxed{", "}", middle="18"),
+        "box closed by the last of a million braces": _nested("{", "}", "\\boxed{18", "}"),
+        "box, a million close braces": _fit("}", "\\boxed{18"),
+        "open braces": _fit("{"),
+        "close braces": _fit("}"),
+        "close then open braces": _fit("}{"),
+        "box far from the end, open": _fit("x", "\\boxed{1} \\boxed{ "),
+        "box then spaces then brace": _fit(" ", "\\boxed", "{18}"),
+        # numbers
+        "digits": _fit("9"),
+        "digits in a box": _fit("9", "\\boxed{", "}"),
+        "numbers with commas": _fit("1,"),
+        "fractions a/b": _fit("1/"),
+        "minus signs and digits": _fit("-1"),
+        "many numbers": _fit("1 "),
+        "many \\frac": _fit("\\frac{1}{2}"),
+        "nested \\frac in a box": _nested("\\frac{", "}", "\\boxed{", "}"),
+        "1,000 digits times 1,000 digits in a box": "\\boxed{" + "9" * 990 + "*" + "9" * 990 + "}",
+        "huge power in a box": "\\boxed{99**98**97}",
+        "huge exponent in JSON": (
+            '<tool_call>{"name": "f", "arguments": {"x": 1e999999}}</tool_call>'
+        ),
+        "long number in JSON": _fit(
+            "0", '<tool_call>{"name": "f", "arguments": {"x": 1', "}}</tool_call>"
+        ),
+        "many \\text in a box": _nested("\\text{", "}", "\\boxed{", "}", "18"),
+        "many = in a box": "\\boxed{" + "=" * 990 + "18}",
+        "many words in a box": "\\boxed{" + "a " * 495 + "18}",
+        "Arabic-Indic digits": _fit("٣"),
+        "Arabic-Indic digits in a box": _fit("٣", "\\boxed{", "}"),
+        "emoji": _fit("😀"),
+        "NUL, lone surrogate, emoji": _fit("\x00\ud800\U0001f600"),
+        # parentheses and arithmetic
+        "deep parentheses in a box": _nested("(", ")", "\\boxed{", "}", "1"),
+        "deep parentheses, 2,000 characters": "\\boxed{" + "(" * 996 + "1" + ")" * 996 + "}",
+        "long sum, 2,000 characters": "\\boxed{" + "+".join("1" * 996) + "}",
+        "many boxes of long sums": _fit("\\boxed{" + "1+" * 400 + "1}"),
+        # whitespace
+        "spaces": _fit(" "),
+        "newlines then a number": _fit("\n", tail="18"),
+        "digit, spaces, digit": _fit(" ", "1", "2"),
+        # tool calls and JSON
+        "many <tool_call> tags": _fit("<tool_call>"),
+        "many closed <tool_call> blocks": _fit("<tool_call></tool_call>"),
+        "many call blocks": _fit('<tool_call>{"name": "f", "arguments": {}}</tool_call>'),
+        "open block, deep list": _fit("[", "<tool_call>"),
+        "deep lists": _fit("["),
+        "deep objects": _nested('{"a": ', "}", middle="1"),
+        "deep JSON in a block": _nested('{"a": ', "}", "<tool_call>", "</tool_call>", "1"),
+        "many nameless objects": _fit('{"name": 1}'),
+        "many calls, no block": _fit('{"name": "f", "arguments": {}} '),
+        "many list items": _fit("1, ", '{"name": "f", "parameters": {"x": [', "1]}}"),
+        "quotes": _fit('"'),
+        "open brace and quote pairs": _fit('{"'),
+        "escaped quotes": _fit('"\\', '{"'),
+        "fences": _fit("```"),
+        "fenced calls": _fit('```json\n{"name": "f", "arguments": {}}\n```\n'),
+        "long reasoning, then a call": _fit(
+            "x", "<think>", '</think><tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>'
+        ),
+        "long prose, then a call": _fit(
+            "word ", tail='<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>'
+        ),
+    }
+
+
+#: The function-call verifier rejects longer responses unread, so its worst cases are the
+#: same texts cut to its limit.
+FC_LIMIT = fc.MAX_RESPONSE_CHARS
+#: name -> a hostile response (each at most N characters); "... [FC limit]": the same text at
+#: FC_LIMIT characters.
+CASES: dict[str, str] = _cases()
+_size = FC_LIMIT
+CASES |= {
+    f"{name} [FC limit]": text
+    for name, text in _cases().items()
+    if len(CASES[name]) > FC_LIMIT  # the short ones are the same at both sizes
 }
+_size = N
 
 
-def time_ns(function: Callable[[], Any], repeats: int) -> list[int]:
-    """Nanoseconds of ``repeats`` calls after one untimed call."""
+def time_ns(function: Callable[[], Any], repeats: int) -> tuple[list[int], list[int]]:
+    """CPU and wall nanoseconds of ``repeats`` calls after one untimed call.
+
+    CPU time (``time.thread_time_ns``) is the headline: on a shared machine the wall clock
+    also counts the time other processes held the core.
+    """
     function()
-    clock = time.perf_counter_ns
-    samples = []
+    cpu_clock, wall_clock = time.thread_time_ns, time.perf_counter_ns
+    cpu, wall = [], []
     for _ in range(repeats):
-        start = clock()
+        cpu_start, wall_start = cpu_clock(), wall_clock()
         function()
-        samples.append(clock() - start)
-    return samples
+        wall.append(wall_clock() - wall_start)
+        cpu.append(cpu_clock() - cpu_start)
+    return cpu, wall
 
 
 def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
@@ -200,11 +226,13 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
         with jsonl.open("w", encoding="utf-8") as handle:
             write_row(handle, {"benchmark": NAME, "meta": meta})
             for verifier, check in VERIFIERS.items():
-                typical = time_ns(lambda c=check, v=verifier: c(TYPICAL[v]), args.typical_repeats)
+                typical, _ = time_ns(
+                    lambda c=check, v=verifier: c(TYPICAL[v]), args.typical_repeats
+                )
                 typical_verdict = check(TYPICAL[verifier])
                 worst = ("", -1.0)
                 for case, text in CASES.items():
-                    samples = time_ns(lambda c=check, t=text: c(t), args.repeats)
+                    samples, wall = time_ns(lambda c=check, t=text: c(t), args.repeats)
                     verdict = check(text)
                     median_us = statistics.median(samples) / 1_000
                     write_row(
@@ -217,6 +245,7 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
                             "chars": len(text),
                             "median_us": round(median_us, 1),
                             "max_us": round(max(samples) / 1_000, 1),
+                            "wall_median_us": round(statistics.median(wall) / 1_000, 1),
                             "reason": verdict.reason,
                             "correct": verdict.correct,
                         },
@@ -243,16 +272,20 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
                     f"{row['worst_median_us']:10.1f} us ({worst[0]})",
                     flush=True,
                 )
+            if args.before is not None:  # the older run's summary, kept beside this one
+                for row in read_rows(args.before):
+                    if "meta" in row or row.get("summary"):
+                        write_row(handle, {**row, "before": True})
     finally:
         gc.enable()
 
 
-def render(rows: list[dict[str, Any]], before: list[dict[str, Any]] | None = None) -> str:
-    """The summary per verifier (with the ``before`` run beside it, if given) and every case."""
-    meta = next(row["meta"] for row in rows if "meta" in row)
-    summaries = [row for row in rows if row.get("summary")]
-    old = {row["verifier"]: row for row in before or [] if row.get("summary")}
-    old_meta = next((row["meta"] for row in before or [] if "meta" in row), None)
+def render(rows: list[dict[str, Any]]) -> str:
+    """The summary per verifier (with the ``--before`` run's beside it) and every case."""
+    meta = next(row["meta"] for row in rows if "meta" in row and not row.get("before"))
+    summaries = [row for row in rows if row.get("summary") and not row.get("before")]
+    old = {row["verifier"]: row for row in rows if row.get("summary") and row.get("before")}
+    old_meta = next((row["meta"] for row in rows if "meta" in row and row.get("before")), None)
     lines = [
         "# Verifier worst case on hostile input",
         "",
@@ -262,7 +295,9 @@ def render(rows: list[dict[str, Any]], before: list[dict[str, Any]] | None = Non
         "",
         f"{meta['cases']} hostile responses of up to {meta['max_chars']:,} characters (the env's "
         "largest action) for every verifier; each pair timed "
-        f"{meta['repeats']} times after one untimed call, its time the median of those. "
+        f"{meta['repeats']} times after one untimed call, its time the median of those, in "
+        "thread CPU time (`time.thread_time_ns`; the JSONL also has the wall-clock median, "
+        "which on this shared machine includes time other processes held the core). "
         "*Worst case*: the largest such median over the responses. *Typical*: the median of "
         f"{meta['typical_repeats']} calls on a short correct response. Goal (issue 11): every "
         f"verifier under {GOAL_MS:g} ms on any action the env accepts.",
@@ -295,7 +330,7 @@ def render(rows: list[dict[str, Any]], before: list[dict[str, Any]] | None = Non
             f"({machine_line(old_meta['machine'])}).",
         ]
     verifiers = [row["verifier"] for row in summaries]
-    cases = [row for row in rows if "case" in row]
+    cases = [row for row in rows if "case" in row and not row.get("before")]
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for row in cases:
         table.setdefault(row["case"], {})[row["verifier"]] = row
@@ -326,7 +361,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--label", default="this checkout", help="what was measured")
     parser.add_argument("--out-name", default=NAME, help="stem of the result files")
     parser.add_argument(
-        "--before", type=Path, default=None, help="JSONL of an older run, shown beside"
+        "--before", type=Path, default=None, help="JSONL of an older run, kept and shown beside"
     )
     add_output_arguments(parser, "2 repeats, temp dir")
     args = parser.parse_args(argv)
@@ -346,9 +381,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.render_only:
         pin_cpu(args.cpu)
         run(args, jsonl, command_line("benchmarks.bench_verify_worst_case", argv))
-    before = read_rows(args.before) if args.before is not None else None
     markdown = args.out_dir / f"{args.out_name}.md"
-    markdown.write_text(render(read_rows(jsonl), before), encoding="utf-8")
+    markdown.write_text(render(read_rows(jsonl)), encoding="utf-8")
     print(f"wrote {jsonl} and {markdown}")
 
 

@@ -79,7 +79,7 @@ def test_a_call_far_back_still_counts(response: str, style: str, fmt: str) -> No
 
 
 def test_a_long_reasoning_trace_is_skipped_whole() -> None:
-    response = "<think>" + "x" * 900_000 + "</think>" + render_calls([RIGHT])
+    response = "<think>" + "x" * 200_000 + "</think>" + render_calls([RIGHT])
     assert fc.verify(response, GOLD).correct
     # ... but a call inside the trace is not an answer, however long the text after it.
     response = "<think>" + render_calls([RIGHT]) + PAD + "</think>no call"
@@ -165,8 +165,56 @@ EXPECTED = {
     "escaped quotes": (NA, NA, FE, FE, FE, FE, FE),
     "fences": (NA, NA, FE, FE, FE, FE, FE),
     "fenced calls": (NA, NA, FE, FE, FE, FE, FE),
-    "long reasoning, then a call": (NA, WA, OK, FE, OK, OK, OK),
-    "long prose, then a call": (NA, WA, OK, FE, OK, OK, OK),
+    "long reasoning, then a call": (NA, WA, FE, FE, FE, FE, FE),
+    "long prose, then a call": (NA, WA, FE, FE, FE, FE, FE),
+    "box then open braces [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "many unclosed boxes [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "many \\boxed without a brace [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "many closed boxes, then one open [FC limit]": (WN, WA, FE, FE, FE, FE, FE),
+    "nested boxes [FC limit]": (WN, OK, FE, FE, FE, FE, FE),
+    "box closed by the last of a million braces [FC limit]": (IE, UN, FE, FE, FE, FE, FE),
+    "box, a million close braces [FC limit]": (WN, OK, FE, FE, FE, FE, FE),
+    "open braces [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "close braces [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "close then open braces [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "box far from the end, open [FC limit]": (WN, WA, FE, FE, FE, FE, FE),
+    "box then spaces then brace [FC limit]": (NA, UN, FE, FE, FE, FE, FE),
+    "digits [FC limit]": (NA, UN, FE, FE, FE, FE, FE),
+    "digits in a box [FC limit]": (IE, UN, FE, FE, FE, FE, FE),
+    "numbers with commas [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "fractions a/b [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "minus signs and digits [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "many numbers [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "many \\frac [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "nested \\frac in a box [FC limit]": (IE, UN, FE, FE, FE, FE, FE),
+    "long number in JSON [FC limit]": (NA, UN, FE, FE, FE, FE, FE),
+    "many \\text in a box [FC limit]": (IE, UN, FE, FE, FE, FE, FE),
+    "Arabic-Indic digits [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "Arabic-Indic digits in a box [FC limit]": (IE, UN, FE, FE, FE, FE, FE),
+    "emoji [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "NUL, lone surrogate, emoji [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "deep parentheses in a box [FC limit]": (IE, UN, FE, FE, FE, FE, FE),
+    "many boxes of long sums [FC limit]": (WN, UN, FE, FE, FE, FE, FE),
+    "spaces [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "newlines then a number [FC limit]": (NA, UN, FE, FE, FE, FE, FE),
+    "digit, spaces, digit [FC limit]": (NA, UN, FE, FE, FE, FE, FE),
+    "many <tool_call> tags [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "many closed <tool_call> blocks [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "many call blocks [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "open block, deep list [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "deep lists [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "deep objects [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "deep JSON in a block [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "many nameless objects [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "many calls, no block [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "many list items [FC limit]": (NA, WA, FE, FE, FE, FE, FE),
+    "quotes [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "open brace and quote pairs [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "escaped quotes [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "fences [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "fenced calls [FC limit]": (NA, NA, FE, FE, FE, FE, FE),
+    "long reasoning, then a call [FC limit]": (NA, WA, OK, FE, OK, OK, OK),
+    "long prose, then a call [FC limit]": (NA, WA, OK, FE, OK, OK, OK),
 }
 
 
@@ -188,3 +236,12 @@ def test_worst_case_verdicts(case: str) -> None:
 def test_reason_vocabularies_are_unchanged() -> None:
     assert math_answer.REASONS == ("ok", "no_answer", "unparsable", "wrong_answer")
     assert countdown.REASONS[0] == "ok" and fc.REASONS[1] == "format_error"
+
+
+def test_over_long_function_call_responses_are_rejected_by_name() -> None:
+    response = "x" * fc.MAX_RESPONSE_CHARS + render_calls([RIGHT])
+    for fmt in fc.FORMATS:
+        verdict = fc.verify(response, GOLD, format=fmt)
+        assert verdict.reason == "format_error"
+        assert verdict.details["error"].startswith("response longer than"), verdict
+    assert fc.verify(response[-fc.MAX_RESPONSE_CHARS :], GOLD).correct

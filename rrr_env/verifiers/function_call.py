@@ -26,7 +26,8 @@ Where ``bfcl`` mode knowingly differs from ``bfcl_eval``'s ``ast_checker``:
 
 Responses are parsed with :func:`json.loads` and never evaluated. The whole response is read
 (the text after the last ``</think>``), and cost is bounded on any input: responses over
-:data:`MAX_RESPONSE_CHARS` are rejected at once; the text is searched with ``str.find`` and
+:data:`MAX_RESPONSE_CHARS` characters are a ``format_error`` ("response longer than ...")
+without being read; the text is searched with ``str.find`` and
 C-level patterns, and the Python-level scans of brackets and quotes, together with the
 values decoded, are charged to a budget of :data:`MAX_SCAN_STEPS` per parse: a response that
 needs more (tens of kilobytes of JSON, thousands of prose quotes in a lenient search) is a
@@ -53,7 +54,10 @@ MODES = ("exact", "bfcl")
 FORMATS = ("strict", "lenient")
 STYLES = ("qwen", "llama", "chat_template")
 
-MAX_RESPONSE_CHARS = 1_000_000  # longer is rejected without reading it
+# Longer responses are a format_error without being read. A quarter of the env's largest
+# action: room for a long reasoning trace before the calls, and a bound on the few full-text
+# searches (a multi-character str.find costs up to ~3 ns a character on unlucky text).
+MAX_RESPONSE_CHARS = 250_000
 MAX_SCAN_STEPS = 1_500  # brackets, quotes and values handled in Python per parse (bounds cost)
 MAX_DEPTH = 32  # JSON nesting; tool arguments rarely nest beyond 4
 MAX_NUMBER_CHARS = 100  # digits of one number literal; 10**100000 is not an argument
@@ -62,11 +66,14 @@ MAX_CALLS = 64  # calls in one response
 _TOOL_CALL_OPEN = "<tool_call>"
 _TOOL_CALL_CLOSE = "</tool_call>"
 _FENCE = "```"
+_NAME_KEY = '"name"'
 # str.find("```") is slow on some text (a run of spaces defeats its skip table); re is not.
 _FENCE_PATTERN = re.compile(re.escape(_FENCE))
 # One structural character; searched for within a short window before str.find takes over.
 _STRUCTURAL = re.compile(r'[\[\]{}"]')
 _WINDOW = 64
+# The rest of a short JSON string without escapes, after its opening quote.
+_SHORT_STRING = re.compile(r'[^"\\]{0,256}"')
 _SEPARATOR_CHARS = " \t\r\n;,"
 
 # BFCL's Python type table: the type a value must have for each documented parameter type.
@@ -281,14 +288,23 @@ def _json_spans(text: str, budget: _Budget) -> list[tuple[int, int, int]]:
     spans: list[tuple[int, int, int]] = []
     stack: list[str] = []
     scanner = _Scanner(text)
-    start = depth = 0
-    pos = 0
-    while (found := scanner.find(pos, 5 if stack else 2)) >= 0:
+    near_search, short_string = _STRUCTURAL.search, _SHORT_STRING.match
+    start = depth = pos = 0
+    while True:
         budget.spend()
-        char = text[found]
+        # Dense text: the next structural character within a short window, one C call.
+        near = near_search(text, pos, pos + _WINDOW)
+        if near is not None and (stack or near.group() in _OPENERS):
+            found, char = near.start(), near.group()
+        else:
+            found = scanner.find(pos + (_WINDOW if near is None else 0), 5 if stack else 2)
+            if found < 0:
+                break
+            char = text[found]
         pos = found + 1
         if char == '"':
-            pos = scanner.string_end(pos, budget)
+            string = short_string(text, pos)  # most strings: short, without escapes
+            pos = string.end() if string is not None else scanner.string_end(pos, budget)
             if pos < 0:
                 break  # an unterminated string: nothing after it can close a span
         elif char in _OPENERS:
@@ -346,6 +362,8 @@ def _calls_in_spans(
     With ``skim``, values without the text ``"name"`` are skipped undecoded (prose braces).
     """
     calls: list[ToolCall] = []
+    if skim and '"name"' not in text:
+        return calls  # no call anywhere: skip the scan (one C-level search)
     for start, end, depth in _json_spans(text, budget):
         chunk = text[start:end]
         if skim and '"name"' not in chunk:
@@ -467,23 +485,43 @@ def parse_calls(response: str, *, style: str = "qwen", format: str = "strict") -
     >>> parse_calls('```json\\n{"name": "f", "parameters": {}}\\n```', format="lenient").format
     'fence'
     """
+    _check_arguments(response, style, format)
+    if len(response) > MAX_RESPONSE_CHARS:
+        return ParsedResponse(None, error=f"response longer than {MAX_RESPONSE_CHARS} characters")
+    return _parse_answer_text(_AnswerText(response), style, format)
+
+
+def _check_arguments(response: Any, style: str, format: str) -> None:
     if not isinstance(response, str):
         raise TypeError(f"response must be a str, got {type(response).__name__}")
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    if len(response) > MAX_RESPONSE_CHARS:
-        return ParsedResponse(None, error=f"response longer than {MAX_RESPONSE_CHARS} characters")
-    return _parse_answer_text(_after_thinking(response), style, format)
 
 
-def _after_thinking(response: str) -> str:
-    think_end = response.rfind("</think>")
-    return response if think_end == -1 else response[think_end + len("</think>") :]
+class _AnswerText:
+    """The text after the reasoning, with the full-text searches done at most once each.
+
+    A search of a million characters for a multi-character string costs up to a few
+    milliseconds on unlucky text, so a strict and a lenient parse of one response share them.
+    """
+
+    __slots__ = ("text", "_found", "over_budget")
+
+    def __init__(self, response: str) -> None:
+        think_end = response.rfind("</think>")
+        self.text = response if think_end == -1 else response[think_end + len("</think>") :]
+        self._found: dict[str, bool] = {}
+        self.over_budget = False  # a parse ran out of budget: another would too
+
+    def has(self, needle: str) -> bool:
+        if needle not in self._found:
+            self._found[needle] = needle in self.text
+        return self._found[needle]
 
 
-def _parse_answer_text(text: str, style: str, format: str) -> ParsedResponse:
+def _parse_answer_text(answer: _AnswerText, style: str, format: str) -> ParsedResponse:
     """:func:`parse_calls` of the text after the reasoning."""
     lenient = format == "lenient"
     # The key the style asks for comes first, so that a lenient reading of a strictly valid
@@ -495,7 +533,10 @@ def _parse_answer_text(text: str, style: str, format: str) -> ParsedResponse:
             ("arguments", "parameters") if lenient or style == "chat_template" else ("arguments",)
         )
     try:
-        found, where = _find_calls(text, style, keys, lenient, _Budget())
+        found, where = _find_calls(answer, style, keys, lenient, _Budget())
+    except _OverBudget as error:
+        answer.over_budget = True
+        return ParsedResponse(None, error=_short(error))
     except ValueError as error:  # includes _Rejected and json.JSONDecodeError
         return ParsedResponse(None, error=_short(error))
     if not found:
@@ -506,22 +547,23 @@ def _parse_answer_text(text: str, style: str, format: str) -> ParsedResponse:
 
 
 def _find_calls(
-    text: str, style: str, keys: tuple[str, ...], lenient: bool, budget: _Budget
+    answer: _AnswerText, style: str, keys: tuple[str, ...], lenient: bool, budget: _Budget
 ) -> tuple[list[ToolCall], str]:
     """The calls and the format name, or ``([], why_not)``."""
+    text = answer.text
     # Whether the text may be JSON alone, from its ends (str.strip(chars) would be slow).
     stripped = text.strip()
     head = stripped[:64].lstrip(_SEPARATOR_CHARS)[:1]
     tail = stripped[-64:].rstrip(_SEPARATOR_CHARS)[-1:]
     whole_json = head in ("{", "[") and tail in ("}", "]")
     if not lenient:
-        if style != "llama" and _TOOL_CALL_OPEN in text:
+        if style != "llama" and answer.has(_TOOL_CALL_OPEN):
             return _parse_tool_call_blocks(text, keys, lenient, budget), "tool_call"
         if style == "qwen":
             return [], "no <tool_call> block"
         calls = _only_json(text, keys, lenient, budget) if whole_json else None
         return (calls, "json") if calls is not None else ([], "the response is not JSON")
-    if whole_json:
+    if whole_json and answer.has(_NAME_KEY):
         try:
             whole = _only_json(text, keys, True, budget)
         except _OverBudget:
@@ -530,14 +572,14 @@ def _find_calls(
             whole = None  # e.g. an example object before the real calls: search on
         if whole:
             return whole, "json"
-    if _TOOL_CALL_OPEN in text:
+    if answer.has(_TOOL_CALL_OPEN):
         return _parse_tool_call_blocks(text, keys, lenient, budget), "tool_call"
     fenced = [
         c for block in _fenced_blocks(text) for c in _calls_in_spans(block, keys, True, budget)
     ]
     if fenced:
         return fenced, "fence"
-    embedded = _calls_in_spans(text, keys, True, budget)
+    embedded = _calls_in_spans(text, keys, True, budget) if answer.has(_NAME_KEY) else []
     if embedded:
         return embedded, "embedded"
     return [], "no tool call found"
@@ -898,14 +940,20 @@ def verify(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    parsed = parse_calls(response, style=style, format=format)
+    _check_arguments(response, style, format)
+    if len(response) > MAX_RESPONSE_CHARS:
+        answer = None
+        parsed = parse_calls(response, style=style, format=format)
+    else:
+        answer = _AnswerText(response)
+        parsed = _parse_answer_text(answer, style, format)
     verdict = _judged(parsed, gold, mode, tools)
-    if format == "lenient" or parsed.calls is not None or len(response) > MAX_RESPONSE_CHARS:
-        # A lenient parse finds what a strict one found (same blocks, same key first).
+    if format == "lenient" or parsed.calls is not None or answer is None or answer.over_budget:
+        # A lenient parse finds what a strict one found (same blocks, same key first); after
+        # a parse over budget, a lenient one would be too.
         verdict.details.update(lenient_correct=verdict.correct, lenient_reason=verdict.reason)
         return verdict
-    text = _after_thinking(response)
-    lenient = _judged(_parse_answer_text(text, style, "lenient"), gold, mode, tools)
+    lenient = _judged(_parse_answer_text(answer, style, "lenient"), gold, mode, tools)
     verdict.details.update(lenient_correct=lenient.correct, lenient_reason=lenient.reason)
     return verdict
 
