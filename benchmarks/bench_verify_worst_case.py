@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
+    RESULTS,
     add_output_arguments,
     command_line,
     machine_info,
@@ -40,6 +41,8 @@ from rrr_env.verifiers import countdown, math_answer
 from rrr_env.verifiers import function_call as fc
 
 NAME = "verify_worst_case"
+#: The same measurement on the code before issue 11 (commit 422017d), kept beside ours.
+BEFORE = RESULTS / f"{NAME}_before.jsonl"
 GOAL_MS = 5.0  # issue 11, section 4
 N = 1_000_000  # rrr_env.env.MAX_ACTION_CHARS; the env refuses longer actions
 MEASURED_CODE = (
@@ -361,13 +364,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--label", default="this checkout", help="what was measured")
     parser.add_argument("--out-name", default=NAME, help="stem of the result files")
     parser.add_argument(
-        "--before", type=Path, default=None, help="JSONL of an older run, kept and shown beside"
+        "--before",
+        type=Path,
+        default=None,
+        help=f"JSONL of an older run, kept and shown beside (default: {BEFORE.name} in the "
+        "results folder, if there)",
     )
     add_output_arguments(parser, "2 repeats, temp dir")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.typical_repeats = 2, 20
     resolve_out_dir(args)
+    if args.before is None and args.out_name == NAME and BEFORE.exists():
+        args.before = BEFORE
     return args
 
 

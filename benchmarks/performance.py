@@ -39,6 +39,7 @@ GOAL_VERIFY_RATIO = 25.0
 GOAL_EPISODES_PER_CPU_S = 10_000
 GOAL_ROLLOUT_RATIO = 3.0
 GOAL_GRPO_STEP_RATIO = 1.15
+GOAL_WORST_VERIFY_MS = 5.0  # issue 11: every verifier, any action the env accepts
 ROLLOUT_DTYPES = ("bfloat16", "float32")  # bench_rollout's default --dtypes
 
 
@@ -263,6 +264,45 @@ def grpo_figures(rows: Rows) -> list[Figure]:
     return figures
 
 
+def worst_case_figures(rows: Rows) -> list[Figure]:
+    """One row per verifier: its worst case beside its typical median, as verify_worst_case.md.
+
+    The baseline is the same measurement on the code before issue 11 (``--before``), when the
+    JSONL carries it.
+    """
+    meta = next(row["meta"] for row in rows if "meta" in row and not row.get("before"))
+    before = {row["verifier"]: row for row in rows if row.get("summary") and row.get("before")}
+    old_meta = next((row["meta"] for row in rows if "meta" in row and row.get("before")), None)
+    figures = []
+    for row in rows:
+        if not row.get("summary") or row.get("before"):
+            continue
+        old = before.get(row["verifier"])
+        worst = row["worst_median_us"]
+        figures.append(
+            Figure(
+                what=f"{row['verifier']} verifier, worst case over {meta['cases']} hostile "
+                f"responses of up to {meta['max_chars']:,} characters (CPU time)",
+                ours=f"{worst:,.0f} µs worst ({row['worst_case']}); "
+                f"{row['typical_median_us']:.1f} µs median on a typical response",
+                baseline=NONE
+                if old is None
+                else f"{old['worst_median_us']:,.0f} µs worst ({old['worst_case']}) on "
+                f"{old_meta['label'] if old_meta else 'the older code'}",
+                ratio=NONE
+                if old is None
+                else f"before / after {old['worst_median_us'] / worst:,.0f}x",
+                goal=f"< {GOAL_WORST_VERIFY_MS:g} ms on any action",
+                met=met(worst < GOAL_WORST_VERIFY_MS * 1_000),
+                machine=row["machine"],
+                command=row["command"],
+            )
+        )
+    if not figures:
+        raise ValueError("no verifier summary")
+    return figures
+
+
 BENCHMARKS = (
     Benchmark(
         "countdown_verify",
@@ -293,6 +333,13 @@ BENCHMARKS = (
         "benchmarks.bench_grpo_step",
         grpo_figures,
         tuple(f"RRR-GRPO step / TRL GRPO step, CPU time, {v}" for v in GRPO_KINDS.values()),
+        env={"OMP_NUM_THREADS": "1"},
+    ),
+    Benchmark(
+        "verify_worst_case",
+        "benchmarks.bench_verify_worst_case",
+        worst_case_figures,
+        ("Verifiers, worst case on hostile input beside the typical median",),
         env={"OMP_NUM_THREADS": "1"},
     ),
 )
@@ -391,9 +438,10 @@ def render_report(results_dir: Path, failures: Mapping[str, str] | None = None) 
     lines += [
         "",
         "Goals: issue 2 (Countdown verify, env speed), issue 3 (rollout), the goal stated in "
-        "grpo_step.md (GRPO step); the function-call verifier has no target, only the "
-        "comparison with BFCL's checker. Ratios are printed the way round their report prints "
-        "them.",
+        "grpo_step.md (GRPO step), issue 11 (every verifier's worst case); the function-call "
+        "verifier's typical speed has no target, only the comparison with BFCL's checker. The "
+        "worst-case rows compare with the code before issue 11, measured in another run. "
+        "Ratios are printed the way round their report prints them.",
         "",
     ]
     return "\n".join(lines)

@@ -196,7 +196,38 @@ def test_write_report_and_arguments(tmp_path: Path) -> None:
         "env_speed",
         "rollout_speed",
         "grpo_step",
+        "verify_worst_case",
     ]
     assert parse_args(["--only", "env_speed", "grpo_step"]).only == ["env_speed", "grpo_step"]
     with pytest.raises(SystemExit):
         parse_args(["--only", "bench_env"])
+
+
+def test_worst_case_rows_show_the_worst_beside_the_typical_and_the_before(tmp_path: Path) -> None:
+    command = "python -m benchmarks.bench_verify_worst_case"
+    meta = {"command": command, "label": "this checkout", "machine": MACHINE}
+    summary = {"summary": True, "command": command, "machine": MACHINE, "goal_ms": 5.0}
+    rows = [
+        {"meta": {**meta, "cases": 3, "max_chars": 1_000_000}},
+        {**summary, "verifier": "countdown", "typical_median_us": 9.5, "worst_case": "braces"},
+        {"meta": {**meta, "label": "commit abc"}, "before": True},
+        {**summary, "verifier": "countdown", "worst_median_us": 300_000.0, "before": True},
+        {**summary, "verifier": "gsm8k", "typical_median_us": 10.0, "worst_case": "digits"},
+    ]
+    rows[1]["worst_median_us"] = 600.0
+    rows[3]["worst_case"] = "box then open braces"
+    rows[4]["worst_median_us"] = 6_000.0
+    write_jsonl(tmp_path, "verify_worst_case", rows)
+    text = render_report(tmp_path)
+
+    [countdown] = table_rows(text, "countdown verifier, worst case over 3 hostile responses")
+    assert countdown[1:6] == [
+        "600 µs worst (braces); 9.5 µs median on a typical response",
+        "300,000 µs worst (box then open braces) on commit abc",
+        "before / after 500x",
+        "< 5 ms on any action",
+        "**met**",
+    ]
+    assert countdown[9] == f"`OMP_NUM_THREADS=1 {command}`"
+    [gsm8k] = table_rows(text, "gsm8k verifier, worst case")
+    assert gsm8k[2:6] == ["—", "—", "< 5 ms on any action", "**missed**"]
