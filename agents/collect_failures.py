@@ -49,6 +49,14 @@ class CollectArgs:
     failures_per_query: int = field(
         default=4, metadata={"help": "Stop sampling a query once this many failures are kept."}
     )
+    min_successes: int = field(
+        default=0,
+        metadata={
+            "help": "Keep a query's failures only if at least this many of its sampled first "
+            "attempts were correct (0: every failed query, the paper). With 1 the dataset holds "
+            "failures the model can fix, whose retries a reflection can change."
+        },
+    )
     round_size: int = field(default=8, metadata={"help": "First attempts per query per round."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
@@ -69,6 +77,11 @@ class CollectArgs:
         json_object(self.env_kwargs, "--env-kwargs")
         if not 1 <= self.failures_per_query <= self.samples_per_query:
             raise ValueError("need 1 <= --failures-per-query <= --samples-per-query")
+        if not 0 <= self.min_successes < self.samples_per_query:
+            raise ValueError(
+                "need 0 <= --min-successes < --samples-per-query (a kept query also needs a "
+                f"failure), got {self.min_successes}"
+            )
         if self.round_size < 1 or self.chunk_queries < 1 or self.n < 1:
             raise ValueError("--round-size, --chunk-queries and --n must be >= 1")
         if self.temperature == 0 and self.samples_per_query > 1:
@@ -92,12 +105,14 @@ def collect_query_records(
     round_size: int,
     sampling: SamplingParams,
     seed: int = 0,
+    min_successes: int = 0,
 ) -> list[dict[str, Any]]:
     """Sample first attempts for ``indices`` and return one record per query.
 
-    A record holds ``index``, ``item_id``, ``samples``, ``successes``, ``pass_rate`` and
-    ``failures``: rows with the ``prompt`` (conversation up to the reflection request), the
-    failed ``attempt`` and its ``reason``.
+    A query is sampled until it has ``failures_per_query`` failures and ``min_successes``
+    successes, or ``samples_per_query`` attempts. A record holds ``index``, ``item_id``,
+    ``samples``, ``successes``, ``pass_rate`` and ``failures``: rows with the ``prompt``
+    (conversation up to the reflection request), the failed ``attempt`` and its ``reason``.
     """
     records = {i: {"index": i, "samples": 0, "successes": 0, "failures": []} for i in indices}
     active = list(indices)
@@ -128,7 +143,10 @@ def collect_query_records(
             i
             for i in active
             if records[i]["samples"] < samples_per_query
-            and len(records[i]["failures"]) < failures_per_query
+            and (
+                len(records[i]["failures"]) < failures_per_query
+                or records[i]["successes"] < min_successes
+            )
         ]
         round_number += 1
     for record in records.values():
@@ -150,8 +168,11 @@ def read_progress(path: Path) -> dict[int, dict[str, Any]]:
     return records
 
 
-def failure_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten query records into dataset rows, one per kept failure."""
+def failure_rows(records: Sequence[dict[str, Any]], min_successes: int = 0) -> list[dict[str, Any]]:
+    """Flatten query records into dataset rows, one per kept failure.
+
+    Queries with fewer than ``min_successes`` correct attempts are left out.
+    """
     return [
         {
             "prompt": failure["prompt"],
@@ -162,6 +183,7 @@ def failure_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "reason": failure["reason"],
         }
         for record in records
+        if record["successes"] >= min_successes
         for failure in record["failures"]
     ]
 
@@ -217,11 +239,12 @@ def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> li
                 round_size=args.round_size,
                 sampling=sampling,
                 seed=args.seed + chunk[0],
+                min_successes=args.min_successes,
             )
             append_lines(progress_path, records)
             bar.update(len(chunk))
     done = read_progress(progress_path)
-    rows = failure_rows([done[i] for i in indices])
+    rows = failure_rows([done[i] for i in indices], args.min_successes)
     write_dataset(rows, output)
     return rows
 

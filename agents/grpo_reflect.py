@@ -158,6 +158,8 @@ class GRPOReflectConfig(GRPOConfig):
         collect_n (`int`): Queries to sample first attempts on when collecting.
         samples_per_query (`int`): Most first attempts sampled per query (paper: 64).
         failures_per_query (`int`): Failures kept per query.
+        min_successes (`int`): Keep a query's failures only if at least this many of its
+            sampled attempts were correct (0: every failed query, the paper).
         attempt_max_tokens (`int`): Token limit of a first attempt (collection, evaluation).
 
         > Before / after evaluation (greedy, held-out split)
@@ -292,6 +294,13 @@ class GRPOReflectConfig(GRPOConfig):
         default=1, metadata={"help": "Most first attempts per query when collecting (paper: 64)."}
     )
     failures_per_query: int = field(default=1, metadata={"help": "Failures kept per query."})
+    min_successes: int = field(
+        default=0,
+        metadata={
+            "help": "Keep a query's failures only if at least this many of its sampled first "
+            "attempts were correct (0: every failed query, the paper)."
+        },
+    )
     attempt_max_tokens: int = field(
         default=256, metadata={"help": "Token limit of a first attempt (collection, evaluation)."}
     )
@@ -385,6 +394,8 @@ class GRPOReflectConfig(GRPOConfig):
             raise ValueError("--eval_n must be >= 0 and --collect_n >= 1")
         if not 1 <= self.failures_per_query <= self.samples_per_query:
             raise ValueError("need 1 <= --failures_per_query <= --samples_per_query")
+        if not 0 <= self.min_successes < self.samples_per_query:
+            raise ValueError("need 0 <= --min_successes < --samples_per_query")
         if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
             raise ValueError("--rollout_batch_size must be >= 1 or None")
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -639,6 +650,7 @@ def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any
         n=args.collect_n,
         samples_per_query=args.samples_per_query,
         failures_per_query=args.failures_per_query,
+        min_successes=args.min_successes,
         round_size=min(8, args.samples_per_query),
         temperature=1.0,
         max_new_tokens=args.attempt_max_tokens,

@@ -183,3 +183,40 @@ def test_collect_failures_resumes_after_a_kill(tmp_path):
     assert resumed == reference
     lines = (tmp_path / "run" / "progress.jsonl").read_text().splitlines()
     assert len(lines) == 12, "each query recorded exactly once"
+
+
+def test_collect_failures_with_min_successes_keeps_only_queries_the_model_solves(tmp_path):
+    # Odd targets: the attempt alternates wrong, right, wrong, ...; even targets: always wrong.
+    counts: dict[str, int] = {}
+
+    def sometimes(conversation) -> str:
+        question = conversation[1]["content"]
+        counts[question] = counts.get(question, 0) + 1
+        target = int(PROMPT.search(question).group(2))
+        if target % 2 and counts[question] % 2 == 0:
+            return solution(conversation)
+        return "\\boxed{1 + 1}"
+
+    args = CollectArgs(
+        env="rrr/Countdown-v0",
+        split="test",
+        env_kwargs=json.dumps({"size": 40}),
+        n=10,
+        samples_per_query=4,
+        failures_per_query=1,
+        min_successes=1,
+        round_size=1,
+        output_dir=str(tmp_path),
+    )
+    rows = collect(args, ScriptedBackend(sometimes), progress=False)
+    progress = read_progress(tmp_path / "progress.jsonl")
+    env = gym.make("rrr/Countdown-v0", split="test", size=40)
+    odd = {i for i in range(10) if env.unwrapped.task[i].target % 2}
+    assert odd and odd != set(range(10))
+    for index, record in progress.items():
+        # Sampling goes on past the first failure until a success (or the limit).
+        assert record["samples"] == (2 if index in odd else 4)
+    assert {r["index"] for r in rows} == odd
+    assert all(r["pass_rate"] == 0.5 for r in rows)
+    with pytest.raises(ValueError, match="--min-successes"):
+        CollectArgs(samples_per_query=2, failures_per_query=1, min_successes=2)
