@@ -48,6 +48,7 @@ import rrr_env
 from agents.cli import check_env, check_model, json_object, one_line_errors, preflight
 from agents.controls import FixedReflectionBackend
 from agents.evaluate import append_lines, evaluate
+from agents.items import distinct_indices
 from agents.rollout import Episode, PhaseSampling, SamplingParams
 from benchmarks.common import QUICK_RESULTS, RESULTS, command_line, machine_info, machine_line
 
@@ -102,13 +103,52 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate")
     parser.add_argument("--rrr-collect-n", type=int, default=32, help="queries for failures")
+    parser.add_argument(
+        "--rrr-samples-per-query", type=int, default=1, help="first attempts sampled per query"
+    )
+    parser.add_argument(
+        "--rrr-min-successes",
+        type=int,
+        default=0,
+        help="keep failures of queries solved at least this often (0: every failed query)",
+    )
+    parser.add_argument("--rrr-num-generations", type=int, default=8, help="GRPO group size")
+    parser.add_argument(
+        "--rrr-temperature", type=float, default=1.0, help="reflections (and collection)"
+    )
+    parser.add_argument(
+        "--rrr-retry-temperature",
+        type=float,
+        default=None,
+        help="training retries (default: --rrr-temperature; 0: greedy)",
+    )
     parser.add_argument("--rise-items", type=int, default=4, help="items per RISE iteration")
+    parser.add_argument("--rise-samples-per-item", type=int, default=4)
+    parser.add_argument("--rise-best-of", type=int, default=4)
+    parser.add_argument("--rise-temperature", type=float, default=1.0, help="RISE rollouts")
+    parser.add_argument(
+        "--rise-best-of-temperature",
+        type=float,
+        default=None,
+        help="RISE best-of-N samples (default: --rise-temperature)",
+    )
+    parser.add_argument(
+        "--rise-train-on-failures",
+        action="store_true",
+        help="also train on groups with no correct response (the official code's default)",
+    )
+    parser.add_argument(
+        "--name", default=None, help="results folder name (default: from env, kwargs and model)"
+    )
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/rrr_vs_rise"))
     parser.add_argument("--quick", action="store_true", help="tiny budget and eval, under /tmp")
     one_line_errors(parser)
     args = parser.parse_args(argv)
-    for name in ("seeds", "eval_n", "batch_size", "rrr_collect_n", "rise_items", "lora_r"):
+    positive = ("seeds", "eval_n", "batch_size", "rrr_collect_n", "rise_items", "lora_r")
+    positive += ("rrr_samples_per_query", "rrr_num_generations", "rise_samples_per_item")
+    positive += ("rise_best_of",)
+    for name in positive:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be an integer >= 1, got {getattr(args, name)}")
@@ -126,6 +166,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.attempt_max_tokens, args.reflection_max_tokens = 16, 8
         args.rrr_collect_n, args.rise_items = 4, 1
         args.runs_dir = QUICK_RESULTS / "rrr_vs_rise_runs"
+    for name in ("rrr_temperature", "rrr_retry_temperature", "rise_temperature"):
+        value = getattr(args, name)
+        if value is not None and not value >= 0:
+            parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
     if args.out_dir is None:
         base = QUICK_RESULTS if args.quick else RESULTS
         args.out_dir = base / "rrr_vs_rise" / setting_name(args)
@@ -146,7 +190,9 @@ def check_arms(args: argparse.Namespace) -> None:
 
 
 def setting_name(args: argparse.Namespace) -> str:
-    """``<env>__<model>``, plus ``-easy`` for the default easy Countdown setting."""
+    """``--name``, or ``<env>__<model>``, plus ``-easy`` for the default easy Countdown setting."""
+    if args.name:
+        return args.name
     env = args.env.removeprefix("rrr/").removesuffix("-v0").lower()
     if json.loads(args.env_kwargs) == json.loads(EASY_COUNTDOWN):
         env += "-n2-easy"
@@ -209,8 +255,9 @@ def run_eval(
 
     spec = protocol(arm)
     options = {"split": args.eval_split, **json.loads(args.env_kwargs), **spec["env"]}
+    # Distinct problems: a generator's small problem space repeats items.
+    indices = distinct_indices(lambda: gym.make(args.env, **options), args.eval_n)
     env = gym.make(args.env, **options)
-    indices = list(range(min(args.eval_n, len(env.unwrapped.task))))
     temperature = args.sample_temperature if arm == "best_of_2" else 0.0
     answer = SamplingParams(args.attempt_max_tokens, temperature)
     sampling = PhaseSampling(
@@ -267,6 +314,11 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         warmup_steps=0,
         collect=True,
         collect_n=args.rrr_collect_n,
+        samples_per_query=args.rrr_samples_per_query,
+        min_successes=args.rrr_min_successes,
+        num_generations=args.rrr_num_generations,
+        temperature=args.rrr_temperature,
+        retry_temperature=args.rrr_retry_temperature,
         attempt_max_tokens=args.attempt_max_tokens,
         max_completion_length=args.reflection_max_tokens,
         retry_max_tokens=args.attempt_max_tokens,
@@ -318,6 +370,11 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         iterations=100_000,  # the budget stops it
         max_minutes=args.budget_minutes,
         items_per_iteration=args.rise_items,
+        samples_per_item=args.rise_samples_per_item,
+        best_of=args.rise_best_of,
+        temperature=args.rise_temperature,
+        best_of_temperature=args.rise_best_of_temperature,
+        train_on_failures=args.rise_train_on_failures,
         max_new_tokens=args.attempt_max_tokens,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
