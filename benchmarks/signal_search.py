@@ -49,6 +49,7 @@ from agents.grpo_reflect import (
     reflect_and_retry,
 )
 from agents.models import load_model_and_tokenizer
+from agents.reflection_rollout import with_sampling
 from agents.rollout import SamplingParams
 from benchmarks.common import RESULTS, command_line, machine_line
 from benchmarks.common import machine_info as _machine_info
@@ -80,10 +81,17 @@ class Setting:
     failures: int | None = None  # overrides --failures (slow models)
     temperature: float = 1.0  # of every phase, as TRL's --temperature sets it in training
     replicate: int = 0  # > 0: more failures (other items, other seed) for the same setting
+    retry_temperature: float | None = None  # the trainer's --retry_temperature (None: same)
+    solvable_only: bool = False  # failures only of queries solved by >= 1 sampled attempt
+    samples_per_query: int | None = None  # overrides --samples-per-query
 
     @property
     def label(self) -> str:
         suffix = "" if self.temperature == 1.0 else f"@T{self.temperature}"
+        if self.retry_temperature is not None:
+            suffix += f"+retryT{self.retry_temperature:g}"
+        if self.solvable_only:
+            suffix += f"+solvable{self.samples_per_query or ''}"
         replicate = f"#{self.replicate}" if self.replicate else ""
         return f"{self.model}/{self.name}{suffix}{replicate}"
 
@@ -98,6 +106,27 @@ def _bfcl(category: str, fmt: str) -> dict[str, Any]:
 
 # Most informative first, so that a run cut short still answers the question.
 SETTINGS = [
+    # Issue 13's levers: a greedy retry makes the reward a function of the reflection alone,
+    # and failures of queries the model sometimes solves (sampled at T = 1, as in the paper's
+    # dataset of up to 64 samples per query) are the ones a better reflection can fix.
+    Setting(
+        "qwen2.5-coder-0.5b",
+        "rrr/Countdown-v0",
+        EASY,
+        "countdown-n2-easy",
+        8,
+        retry_temperature=0.0,
+        solvable_only=True,
+        samples_per_query=8,
+    ),
+    Setting(
+        "qwen2.5-coder-0.5b",
+        "rrr/Countdown-v0",
+        EASY,
+        "countdown-n2-easy",
+        8,
+        retry_temperature=0.0,
+    ),
     Setting("smollm2-135m", "rrr/Countdown-v0", EASY, "countdown-n2-easy"),
     Setting("qwen2.5-coder-0.5b", "rrr/Countdown-v0", EASY, "countdown-n2-easy", failures=4),
     Setting(
@@ -191,22 +220,29 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     size = len(make_env().unwrapped.task)
     next_index = (1000 * setting.replicate) % size  # a replicate starts at other items
-    while sum(len(r["failures"]) > 0 for r in records) < target and next_index < size:
-        missing = target - sum(len(r["failures"]) > 0 for r in records)
-        chunk = list(range(next_index, min(size, next_index + max(4, 2 * missing))))
+    samples_per_query = setting.samples_per_query or args.samples_per_query
+
+    def usable(record: dict[str, Any]) -> bool:
+        return bool(record["failures"]) and (record["successes"] > 0 or not setting.solvable_only)
+
+    while sum(map(usable, records)) < target and next_index < size:
+        missing = target - sum(map(usable, records))
+        width = max(4, 2 * missing) * (4 if setting.solvable_only else 1)
+        chunk = list(range(next_index, min(size, next_index + width)))
         next_index = chunk[-1] + 1
         records += collect_query_records(
             make_env,
             backend,
             chunk,
-            samples_per_query=args.samples_per_query,
-            failures_per_query=1,
-            round_size=args.samples_per_query,
+            samples_per_query=samples_per_query,
+            # Keep sampling after the first failure when successes are needed too.
+            failures_per_query=samples_per_query if setting.solvable_only else 1,
+            round_size=samples_per_query,
             sampling=attempt,
             seed=seed + chunk[0],
         )
     collect_cpu = time.process_time() - started
-    failed = [r for r in records if r["failures"]][:target]
+    failed = [r for r in records if usable(r)][:target]
     samples = sum(r["samples"] for r in records)
     successes = sum(r["successes"] for r in records)
 
@@ -215,6 +251,7 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
     generate = HFGenerator(
         model, sorted(eos), tokenizer.pad_token_id, temperature=setting.temperature
     )
+    retry_generate = with_sampling(generate, setting.retry_temperature)
     prompts = [row["prompt"] for row in rows for _ in range(args.group_size)]
     torch.manual_seed(seed)
     started = time.process_time()
@@ -227,6 +264,7 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
         reflection_max_tokens=config.max_completion_length,
         retry_max_tokens=config.retry_max_tokens,
         group_size=args.group_size,
+        retry_generate=retry_generate,
     )
     group_cpu = time.process_time() - started
     groups = [
@@ -263,6 +301,14 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
             "retry": batch.retries[0] if prompts else None,
         },
         "temperature": setting.temperature,
+        "retry_temperature": setting.retry_temperature,
+        "solvable_only": setting.solvable_only,
+        "samples_per_query": samples_per_query,
+        # Retries that repeat the failed attempt word for word (the 0.5B model's habit).
+        "retry_copies_attempt": sum(
+            retry.strip() == prompt[-2]["content"].strip()
+            for prompt, retry in zip(prompts, batch.retries, strict=True)
+        ),
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -272,6 +318,12 @@ def _count(values: Sequence[str]) -> dict[str, int]:
     for value in values:
         counts[value] = counts.get(value, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _copies(row: dict[str, Any]) -> str:
+    if "retry_copies_attempt" not in row:
+        return "-"  # not recorded by earlier runs
+    return f"{row['retry_copies_attempt']}/{row['failures'] * row['group_size']}"
 
 
 def signal_per_cpu_minute(row: dict[str, Any]) -> float:
@@ -293,8 +345,9 @@ def render(rows: list[dict[str, Any]], header: str) -> str:
         "trainer's defaults (attempt / reflection / retry).",
         "",
         "| setting | 1st-try pass (sampled) | failures | groups with variance | retry success | "
-        "signal groups / CPU-min | rollout CPU-s / group | collect CPU-s / failure |",
-        "|---|---|---|---|---|---|---|---|",
+        "signal groups / CPU-min | rollout CPU-s / group | collect CPU-s / failure | "
+        "retries copying the attempt |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in sorted(rows, key=lambda r: (-signal_per_cpu_minute(r), r["setting"])):
         failures = max(row["failures"], 1)
@@ -303,7 +356,8 @@ def render(rows: list[dict[str, Any]], header: str) -> str:
             f"{row['first_attempt_successes']}/{row['first_attempts']} | {row['failures']} | "
             f"{row['groups_with_variance']}/{row['failures']} | {row['retry_success']:.3f} | "
             f"{signal_per_cpu_minute(row):.2f} | {row['group_cpu_s'] / failures:.1f} | "
-            f"{row['collect_cpu_s'] / failures:.1f} |"
+            f"{row['collect_cpu_s'] / failures:.1f} | "
+            f"{_copies(row)} |"
         )
     pooled: dict[str, dict[str, Any]] = {}
     for row in rows:
