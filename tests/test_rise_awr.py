@@ -255,6 +255,8 @@ def tiny_args(output_dir: Path, **overrides) -> Args:
         "eval_max_new_tokens": 8,
         "seed": 3,
         "threads": 1,  # the CI machine's 2 cores are shared: more threads oversubscribe them
+        # SmolLM2 solves almost nothing: failed groups' targets give the update its data.
+        "train_on_failures": True,
     }
     return Args(**{**options, **overrides})
 
