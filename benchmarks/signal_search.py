@@ -127,6 +127,16 @@ SETTINGS = [
         8,
         retry_temperature=0.0,
     ),
+    # Reflections at T = 1 ramble (65% cut at the 128-token limit above): cooler ones.
+    Setting(
+        "qwen2.5-coder-0.5b",
+        "rrr/Countdown-v0",
+        EASY,
+        "countdown-n2-easy",
+        8,
+        temperature=0.6,
+        retry_temperature=0.0,
+    ),
     Setting("smollm2-135m", "rrr/Countdown-v0", EASY, "countdown-n2-easy"),
     Setting("qwen2.5-coder-0.5b", "rrr/Countdown-v0", EASY, "countdown-n2-easy", failures=4),
     Setting(
