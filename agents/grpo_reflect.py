@@ -680,10 +680,12 @@ def evaluate_model(
         return None
     from agents.backends import TransformersBackend
     from agents.evaluate import evaluate
+    from agents.items import distinct_indices
     from agents.rollout import PhaseSampling, SamplingParams
 
     options = args.env_options(held_out=True)
-    size = len(gym.make(args.env_id, **options).unwrapped.task)
+    # Distinct problems: a generator's small problem space repeats items.
+    indices = distinct_indices(lambda: gym.make(args.env_id, **options), args.eval_n)
     output = Path(args.output_dir) / f"eval_{name}"
     output.mkdir(parents=True, exist_ok=True)
     answer = SamplingParams(args.attempt_max_tokens, temperature=0.0)
@@ -700,7 +702,7 @@ def evaluate_model(
         _, metrics = evaluate(
             lambda: gym.make(args.env_id, **options),
             backend,
-            list(range(min(args.eval_n, size))),
+            indices,
             sampling=sampling,
             episodes_path=output / "episodes.jsonl",
             progress=False,

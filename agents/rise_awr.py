@@ -63,6 +63,7 @@ import rrr_env
 from agents.backends import TransformersBackend, eos_token_ids, render_prompt
 from agents.controls import CountingBackend
 from agents.evaluate import append_lines, evaluate
+from agents.items import distinct_indices
 from agents.models import DEFAULT_MODEL, DTYPES, load_model_and_tokenizer, resolve_dtype
 from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, Tools, rollout
 from rrr_env.tasks.base import Message
@@ -822,10 +823,9 @@ class Logger:
 
 def run_evaluation(args: Args, backend: Backend, run_dir: Path, iteration: int) -> dict[str, float]:
     """Greedy held-out evaluation; episodes go to ``eval_iter<N>_{rise,rrr}.jsonl``."""
-    indices = list(range(args.eval_n))
     options = args.env_options(args.eval_split)
-    size = len(gym.make(args.env_id, **options).unwrapped.task)
-    indices = indices[:size]
+    # Distinct problems: a generator's small problem space repeats items.
+    indices = distinct_indices(lambda: gym.make(args.env_id, **options), args.eval_n)
     _, rise = evaluate(
         lambda: gym.make(args.env_id, **options),
         backend,
