@@ -446,7 +446,8 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         "(collection included, evaluation excluded), LoRA r "
         f"{args.lora_r} / alpha {args.lora_alpha}, learning rate {args.learning_rate:g} "
         "(constant) for both. Evaluation: greedy, the first "
-        f"{args.eval_n} distinct problems of the `{args.eval_split}` split, {args.attempt_max_tokens} tokens "
+        f"{args.eval_n} distinct problems of the `{args.eval_split}` split, "
+        f"{args.attempt_max_tokens} tokens "
         f"per answer, {args.reflection_max_tokens} per reflection, every model merged and cast "
         f"to {args.eval_dtype}.",
         "",
