@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -288,7 +289,44 @@ def describe(data: Any) -> str:
     return type(data).__name__
 
 
+def deprecated_source(
+    task: str, data: Any, source: str | None, path: Any, sources: Mapping[str, Any], hint: str
+) -> Any:
+    """The ``data=`` that a task's deprecated ``source=`` / ``path=`` keywords spell.
+
+    Args:
+        task: The task class, for the warning.
+        data: The ``data=`` argument (must be ``None`` when the old keywords are used).
+        source: The old ``source=``; ``"jsonl"`` means ``path``.
+        path: The old ``path=``, only with ``source="jsonl"`` or ``None``.
+        sources: Each accepted ``source`` and the ``data`` it means (``"jsonl"``: ignored).
+        hint: The ``data=`` spellings to use instead, for the warning.
+
+    Raises:
+        ValueError: A combination the old keywords never accepted.
+    """
+    if source is None and path is None:
+        return data
+    if source is not None and source not in sources:
+        raise ValueError(f"source must be one of {tuple(sources)}, got {source!r}; prefer data=")
+    if data is not None:
+        raise ValueError("pass data= alone; source= and path= are its deprecated spellings")
+    if source == "jsonl" and path is None:
+        raise ValueError("source='jsonl' needs path=; prefer data='<path>'")
+    if source not in (None, "jsonl") and path is not None:
+        raise ValueError(f"path is only allowed with source='jsonl', not {source!r}")
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    warnings.warn(
+        f"{task}(source=..., path=...) is deprecated: pass {hint}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return path if source in (None, "jsonl") else sources[source]
+
+
 __all__ = [
+    "deprecated_source",
     "COUNTDOWN_TINYZERO_TEST",
     "GSM8K_TEST",
     "GSM8K_TRAIN",

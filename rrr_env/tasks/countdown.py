@@ -28,7 +28,6 @@ USER_TEMPLATE = (
     "Please reason step by step, and put your final answer within \\boxed{{}}."
 )
 HUB_DATASET = "Jiayi-Pan/Countdown-Tasks-3to4"
-SOURCES = ("generator", "jsonl", "hub")
 SPLITS = ("train", "validation", "test")
 #: Share of all (numbers, target) keys that belong to the test split.
 TEST_SHARE_PERCENT = 10
@@ -152,7 +151,14 @@ class CountdownTask(Task):
         source: str | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
-        data = _deprecated_source(data, source, path)
+        data = rrr_data.deprecated_source(
+            "CountdownTask",
+            data,
+            source,
+            path,
+            {"generator": None, "jsonl": None, "hub": HUB_DATASET},
+            f"data=None (generator), data='<path>' or data={HUB_DATASET!r}",
+        )
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
         self.validation_percent = check_int("validation_percent", validation_percent, minimum=0)
@@ -307,28 +313,6 @@ _OFFLINE_HINT = (
     "Offline, use the generator (data=None, the default), the bundled TinyZero test set "
     "(data=rrr_env.data.COUNTDOWN_TINYZERO_TEST) or a local JSON / JSONL file (data='<path>')."
 )
-
-
-def _deprecated_source(data: Any, source: str | None, path: Any) -> Any:
-    if source is None and path is None:
-        return data
-    if source is not None and source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}; prefer data=")
-    if data is not None:
-        raise ValueError("pass data= alone; source= and path= are its deprecated spellings")
-    if source == "jsonl" and path is None:
-        raise ValueError("path is required with source='jsonl'; prefer data='<path>'")
-    if source in ("generator", "hub") and path is not None:
-        raise ValueError(f"path is only allowed with source='jsonl', not {source!r}")
-    warnings.warn(
-        "CountdownTask(source=..., path=...) is deprecated: pass data=None (generator), "
-        f"data='<path>' or data={HUB_DATASET!r}",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    if source == "hub":
-        return HUB_DATASET
-    return None if source == "generator" else path
 
 
 def _source_label(data: Any) -> str:

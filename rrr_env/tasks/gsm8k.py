@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ INSTRUCTION = "Please reason step by step, and put your final answer within \\bo
 HUB_DATASET = "openai/gsm8k"
 HUB_CONFIG = "main"
 SPLITS = ("train", "test")
-SOURCES = ("hub", "jsonl")
 #: The bundled copies of the original files, by split.
 BUNDLED = {"train": rrr_data.GSM8K_TRAIN, "test": rrr_data.GSM8K_TEST}
 
@@ -121,7 +119,14 @@ class GSM8KTask(Task):
             raise ValueError(f"split must be one of {SPLITS} or None (every item), got {split!r}")
         if size is not None:
             size = check_int("size", size, minimum=1)
-        data = _deprecated_source(data, source, path)
+        data = rrr_data.deprecated_source(
+            "GSM8KTask",
+            data,
+            source,
+            path,
+            {"hub": HUB_DATASET, "jsonl": None},
+            f"data=None (bundled copy), data='<file or folder>' or data={HUB_DATASET!r}",
+        )
         self.split = split
         self.data = data
         splits = SPLITS if split is None else (split,)
@@ -227,25 +232,3 @@ def _file_parts(path: Path, split: str | None) -> list[tuple[str, Iterable[tuple
             f"split={stem!r} or split=None, or data= the folder that holds both files"
         )
     return [(stem, rrr_data.read_file(path))]
-
-
-def _deprecated_source(data: Any, source: str | None, path: Any) -> Any:
-    if source is None and path is None:
-        return data
-    if source is not None and source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES} or None, got {source!r}; prefer data=")
-    if data is not None:
-        raise ValueError("pass data= alone; source= and path= are its deprecated spellings")
-    if source == "hub" and path is not None:
-        raise ValueError("path is only allowed with source='jsonl' (or source=None)")
-    if source == "jsonl" and path is None:
-        raise ValueError("source='jsonl' needs path=; prefer data='<file or folder>'")
-    if path is not None and not isinstance(path, str | os.PathLike):
-        raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    warnings.warn(
-        "GSM8KTask(source=..., path=...) is deprecated: pass data=None (bundled copy), "
-        f"data='<file or folder>' or data={HUB_DATASET!r}",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return HUB_DATASET if source == "hub" else path
