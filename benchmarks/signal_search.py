@@ -104,8 +104,29 @@ def _bfcl(category: str, fmt: str) -> dict[str, Any]:
     return {"category": category, "format": fmt}
 
 
+#: rrr/Countdown-v1's held-out setting of the head-to-head: ~7,200 distinct train problems.
+WIDE = {"num_count": 2, "number_range": [1, 99], "target_range": [1, 100]}
+
 # Most informative first, so that a run cut short still answers the question.
 SETTINGS = [
+    # Lever (c) of issue 13: the bundled 1.5B model, which follows a reflection more often,
+    # with greedy retries (reward = a function of the reflection) and sampled ones (T = 0.7).
+    Setting(
+        "qwen2.5-coder-1.5b",
+        "rrr/Countdown-v1",
+        WIDE,
+        "countdown-v1-n2",
+        6,
+        retry_temperature=0.0,
+    ),
+    Setting(
+        "qwen2.5-coder-1.5b",
+        "rrr/Countdown-v1",
+        WIDE,
+        "countdown-v1-n2",
+        6,
+        retry_temperature=0.7,
+    ),
     # Issue 13's levers: a greedy retry makes the reward a function of the reflection alone,
     # and failures of queries the model sometimes solves (sampled at T = 1, as in the paper's
     # dataset of up to 64 samples per query) are the ones a better reflection can fix.
@@ -204,6 +225,10 @@ NOT_MEASURED = [
     "search took 48 CPU-minutes against a 20-minute budget); its easier settings had at most "
     "2 groups in 10 with variance.",
     "Qwen2.5-Coder-1.5B: one group only (140 CPU-s per group, 2.5x the 0.5B model).",
+    "Qwen2.5-Coder-1.5B on countdown-v1-n2 with retries at T = 0.7: stopped for time once the "
+    "greedy-retry setting had shown what limits this model on CPU budgets: 44 of 48 "
+    "reflections ran into the 128-token limit and 47 of 48 retries into the 256-token limit "
+    "without an answer (186 CPU-s per group).",
 ]
 
 
