@@ -133,6 +133,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="RISE best-of-N samples (default: --rise-temperature)",
     )
     parser.add_argument(
+        "--rise-update-epochs",
+        type=int,
+        default=1,
+        help="passes over each RISE iteration's targets",
+    )
+    parser.add_argument(
         "--rise-train-on-failures",
         action="store_true",
         help="also train on groups with no correct response (the official code's default)",
@@ -145,7 +151,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny budget and eval, under /tmp")
     one_line_errors(parser)
     args = parser.parse_args(argv)
-    positive = ("seeds", "eval_n", "batch_size", "rrr_collect_n", "rise_items", "lora_r")
+    positive = (
+        "seeds",
+        "eval_n",
+        "batch_size",
+        "rrr_collect_n",
+        "rise_items",
+        "rise_update_epochs",
+        "lora_r",
+    )
     positive += ("rrr_samples_per_query", "rrr_num_generations", "rise_samples_per_item")
     positive += ("rise_best_of",)
     for name in positive:
@@ -378,6 +392,7 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         max_new_tokens=args.attempt_max_tokens,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        update_epochs=args.rise_update_epochs,
         minibatch_size=8,
         micro_batch_size=4,
         eval_n=0,

@@ -363,6 +363,10 @@ def test_dry_run_builds_every_shipped_config_and_generates_nothing(
     assert trainer.args.max_steps == config["max_steps"]
     assert trainer.args.num_generations == config["num_generations"]
     assert trainer.state.global_step == 0
+    # Each shipped config names its recipe: the paper's full fine-tune or the CPU LoRA one.
+    lora = config["cpu_recipe"]
+    assert trainer.args.learning_rate == (1e-4 if lora else 5e-7)
+    assert hasattr(trainer.model, "peft_config") is lora
     if config.get("use_vllm") and importlib.util.find_spec("vllm") is None:
         assert any("vLLM is not installed" in note for note in result["notes"])
     printed = capsys.readouterr().out

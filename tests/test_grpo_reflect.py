@@ -26,7 +26,9 @@ from agents.grpo_reflect import (
     GRPOReflectConfig,
     ReflectRetryRollout,
     TimeBudget,
+    apply_cpu_recipe,
     build_trainer,
+    format_result,
     load_failures,
     load_policy,
     main,
@@ -178,8 +180,19 @@ def env_verdict(config, prompt, reflection, retry) -> float:
 
 def test_config_has_the_paper_defaults_and_per_device_precision(tmp_path):
     config = make_config(tmp_path)
+    paper = GRPOReflectConfig(output_dir=str(tmp_path), cpu_recipe=False)
+    assert paper.learning_rate == 5e-7 and paper.beta == 0.001
+    assert apply_cpu_recipe(paper, ModelConfig()).use_peft is False
     default = GRPOReflectConfig(output_dir=str(tmp_path))
-    assert default.learning_rate == 5e-7 and default.beta == 0.001
+    assert default.cpu_recipe is not torch.cuda.is_available()
+    if default.cpu_recipe:  # LoRA at 1e-4 instead of a full fine-tune at 5e-7
+        assert default.learning_rate == 1e-4 and default.beta == 0.001
+        lora = apply_cpu_recipe(default, ModelConfig())
+        assert (lora.use_peft, lora.lora_r, lora.lora_alpha) == (True, 16, 32)
+    # What the user sets wins over the recipe.
+    assert GRPOReflectConfig(output_dir=str(tmp_path), learning_rate=3e-6).learning_rate == 3e-6
+    kept = apply_cpu_recipe(default, ModelConfig(use_peft=True, lora_r=4))
+    assert (kept.use_peft, kept.lora_r) == (True, 4)
     assert default.lr_scheduler_type == "cosine" and default.warmup_steps == 0.03
     assert default.collect is True and default.credit == "reflection"
     if not torch.cuda.is_available():
@@ -228,6 +241,17 @@ def test_time_budget_stops_training_after_the_step_that_spends_it():
     assert not step(fresh, 3) and not fresh.stopped_early
     last = TimeBudget(minutes=1.0, started=time.perf_counter() - 61.0)
     assert not step(last, 10) and not last.stopped_early, "max_steps ended it, not the budget"
+
+
+def test_the_result_table_says_when_a_run_is_too_short_to_show_learning(tmp_path):
+    metrics = {"rrr": {"first_try": 0.25, "second_try": 0.3, "fixed_by_retry": 1, "retried": 12}}
+    result = {"before": metrics, "after": metrics, "steps": 4, "failures": 16}
+    result["train_seconds"], result["log_history"] = 60.0, []
+    short = format_result(make_config(tmp_path, eval_n=16), result)
+    assert "| vanilla | 0.250 | 0.300 | 1 / 12 |" in short
+    assert "not that the model learned" in short
+    long = format_result(make_config(tmp_path, eval_n=200), {**result, "steps": 500})
+    assert "not that the model learned" not in long
 
 
 def test_cli_reads_yaml_configs_and_lora_options():
