@@ -357,7 +357,15 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "train_seconds": result["train_seconds"],
         "updates": result["steps"],
         "train_generated_tokens": round(tokens),
-        "curve": [{"step": h["step"], "retry_success": h["rrr/retry_success"]} for h in history],
+        "curve": [
+            {
+                "step": h["step"],
+                "retry_success": h["rrr/retry_success"],
+                # TRL's fraction of groups whose rewards are all equal (no gradient).
+                "zero_variance": h.get("frac_reward_zero_std"),
+            }
+            for h in history
+        ],
         "failures": result["failures"],
     }
 
@@ -511,6 +519,12 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         for row in curves:
             points = ", ".join(f"{p['step']}: {p['retry_success']:.2f}" for p in row["curve"])
             lines.append(f"- seed {row['seed']}: {points}")
+            flat = [p["zero_variance"] for p in row["curve"] if p.get("zero_variance") is not None]
+            if flat:
+                lines.append(
+                    f"  (groups with no reward variance, hence no gradient: "
+                    f"{sum(flat) / len(flat):.0%} over {len(flat)} steps)"
+                )
     lines += [
         "",
         "![accuracy vs training wall time](accuracy.png)",
