@@ -726,6 +726,7 @@ def evaluate_model(
     from agents.backends import TransformersBackend
     from agents.evaluate import evaluate
     from agents.items import distinct_indices
+    from agents.rise_awr import generation_model
     from agents.rollout import PhaseSampling, SamplingParams
 
     options = args.env_options(held_out=True)
@@ -739,11 +740,16 @@ def evaluate_model(
         reflection=SamplingParams(args.max_completion_length, temperature=0.0),
         retry=SamplingParams(args.retry_max_tokens, temperature=0.0),
     )
-    backend = TransformersBackend(model, tokenizer, batch_size=args.rollout_batch_size or 64)
+    # On a CPU, evaluate a merged bf16 copy (LoRA folded in), before and after alike: the
+    # trained LoRA model under autocast took 235 s for the 16 items that took the base model
+    # 102 s before training (benchmarks/results/main_job.md, first row).
+    copy = args.bf16 and model.device.type == "cpu"
+    policy = generation_model(model, torch.bfloat16) if copy else model
+    backend = TransformersBackend(policy, tokenizer, batch_size=args.rollout_batch_size or 64)
     was_training = model.training
     model.eval()
     started = time.perf_counter()
-    with _autocast(args.bf16, model.device)():
+    with contextlib.nullcontext() if copy else _autocast(args.bf16, model.device)():
         _, metrics = evaluate(
             lambda: gym.make(args.env_id, **options),
             backend,
@@ -753,6 +759,7 @@ def evaluate_model(
             progress=False,
         )
     model.train(was_training)
+    del policy, backend
     metrics["seconds"] = time.perf_counter() - started
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

@@ -1,0 +1,121 @@
+"""Wall time and peak memory of the main job, ``python -m agents.grpo_reflect``.
+
+    python -m benchmarks.bench_main_job                    # the no-argument run (CPU recipe)
+    python -m benchmarks.bench_main_job --baseline         # also the paper's full fine-tune
+    python -m benchmarks.bench_main_job --render           # only rewrite the markdown
+
+Each run is its own process, started exactly as a user types it (plus ``--output_dir`` into a
+fresh temporary folder, so that no earlier run's failures or evaluations are reused). Wall time
+is measured around the process; peak memory is its peak resident set size
+(``ru_maxrss`` of the child, which covers everything it allocated). The baseline is the same
+command with ``--cpu_recipe false``: the paper's full fine-tune at learning rate 5e-7, with
+its AdamW state and reference-model copy. One JSON line per run goes to
+``benchmarks/results/main_job.jsonl`` (appended, so a killed run keeps the finished rows),
+the table to ``main_job.md``. Goal (issue 13): at most 6 minutes and 8 GB on the 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, machine_line, read_rows, write_row
+from benchmarks.common import machine_info as _machine_info
+
+MEASURED_CODE = ["agents/grpo_reflect.py", "agents/reflection_rollout.py", "agents/evaluate.py"]
+PACKAGES = ["torch", "transformers", "trl", "peft"]
+GOAL_MINUTES, GOAL_GB = 6.0, 8.0
+RUNS = {"default": [], "paper recipe (--cpu_recipe false)": ["--cpu_recipe", "false"]}
+
+
+def measure(extra: Sequence[str]) -> dict[str, Any]:
+    """Run the main job once with ``extra`` options; its wall time, peak RSS and output."""
+    with tempfile.TemporaryDirectory(prefix="main_job_") as tmp:
+        argv = [sys.executable, "-m", "agents.grpo_reflect", *extra, "--output_dir", tmp]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        started = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - started
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        result = Path(tmp) / "result.json"
+        summary = json.loads(result.read_text()) if result.exists() else {}
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    if peak_kib <= before:
+        raise RuntimeError("ru_maxrss did not grow: an earlier child peaked higher")
+    table = done.stdout[done.stdout.find("| model |") :].strip()
+    return {
+        "options": list(extra),
+        "wall_seconds": round(seconds, 1),
+        "peak_rss_gb": round(peak_kib * 1024 / 1e9, 2),
+        "steps": summary.get("steps"),
+        "train_seconds": summary.get("train_seconds"),
+        "collect_seconds": summary.get("collect_seconds"),
+        "eval_seconds": [(summary.get(name) or {}).get("seconds") for name in ("before", "after")],
+        "table": table,
+    }
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """The markdown report: one line per run, the goal, and the latest run's output."""
+    lines = [
+        "# The main job: `python -m agents.grpo_reflect`",
+        "",
+        "Command: `python -m benchmarks.bench_main_job` (`--baseline` adds the paper's recipe)",
+        "",
+        f"Goal (issue 13): at most {GOAL_MINUTES:g} minutes and {GOAL_GB:g} GB peak RSS on the "
+        "2-core CPU. Wall time covers the whole process (model load, collection, evaluation "
+        "before and after, training).",
+        "",
+        "| run | wall time | peak RSS | steps | collect s | train s (incl. collect) | "
+        "eval s (before, after) | goal met | machine |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        name = next((k for k, v in RUNS.items() if v == row["options"]), " ".join(row["options"]))
+        minutes = row["wall_seconds"] / 60
+        met = minutes <= GOAL_MINUTES and row["peak_rss_gb"] <= GOAL_GB
+        evals = ", ".join("-" if s is None else f"{s:.0f}" for s in row["eval_seconds"])
+        lines.append(
+            f"| {name} | {minutes:.1f} min | {row['peak_rss_gb']:.1f} GB | {row['steps']} | "
+            f"{row['collect_seconds'] or 0:.0f} | {row['train_seconds'] or 0:.0f} | {evals} | "
+            f"{'yes' if met else 'no'} | {machine_line(row['machine'])} |"
+        )
+    if rows:
+        lines += ["", "Output of the latest run:", "", rows[-1]["table"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Measure the runs asked for (or only render), append rows, write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", action="store_true", help="also --cpu_recipe false")
+    parser.add_argument("--render", action="store_true", help="only rewrite the markdown")
+    parser.add_argument("--output", type=Path, default=RESULTS / "main_job.jsonl")
+    args = parser.parse_args(argv)
+    if not args.render:
+        names = ["default", *(["paper recipe (--cpu_recipe false)"] if args.baseline else [])]
+        for name in names:
+            print(f"running the main job: {name} ...", flush=True)
+            row = {**measure(RUNS[name]), "machine": _machine_info(MEASURED_CODE, PACKAGES)}
+            row["torch_threads_env"] = os.environ.get("OMP_NUM_THREADS")
+            with args.output.open("a") as handle:
+                write_row(handle, row)
+            print(f"  {row['wall_seconds'] / 60:.1f} min, {row['peak_rss_gb']:.1f} GB", flush=True)
+    rows = read_rows(args.output) if args.output.exists() else []
+    report = args.output.with_suffix(".md")
+    report.write_text(render(rows))
+    print(f"wrote {report}")
+
+
+if __name__ == "__main__":
+    main()
