@@ -68,7 +68,7 @@ CREDIT_MODES = ("reflection", "reflection+retry")
 
 
 def _default_bf16() -> bool:
-    """bf16 autocast where it is fast: CUDA GPUs that support it, CPUs with AMX."""
+    """bf16 autocast where it is fast: CUDA GPUs that support it, CPUs with AMX or AVX-512 BF16."""
     from agents.models import resolve_dtype
 
     if torch.cuda.is_available():
@@ -153,9 +153,9 @@ class GRPOReflectConfig(GRPOConfig):
             paper's method on any device.
 
         bf16 (`bool` or `None`, defaults to `None`): ``None`` picks bf16 mixed precision (fp32
-            weights, bf16 autocast) on CUDA GPUs that support it and on CPUs with AMX, fp32
-            elsewhere. TRL's default (always ``True``) fails on CPUs; bf16 on a CPU implies
-            ``use_cpu``.
+            weights, bf16 autocast) on CUDA GPUs that support it and on CPUs with AMX or
+            AVX-512 BF16, fp32 elsewhere. TRL's default (always ``True``) fails on CPUs; bf16 on
+            a CPU implies ``use_cpu``.
         gradient_checkpointing (`bool` or `None`, defaults to `None`): ``None`` turns it on for
             GPUs and off on CPUs, where it costs compute (TRL quotes ~20%) and the default
             passes of 2 sequences bound activation memory instead.
@@ -246,8 +246,8 @@ class GRPOReflectConfig(GRPOConfig):
     bf16: bool | None = field(
         default=None,
         metadata={
-            "help": "bf16 mixed precision. Default: on for bf16-capable CUDA GPUs and AMX CPUs, "
-            "off elsewhere. On a CPU it implies --use_cpu."
+            "help": "bf16 mixed precision. Default: on for bf16-capable CUDA GPUs and CPUs with "
+            "AMX or AVX-512 BF16, off elsewhere. On a CPU it implies --use_cpu."
         },
     )
     gradient_checkpointing: bool | None = field(

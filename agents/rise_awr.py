@@ -144,7 +144,7 @@ class Args:
         default="auto",
         metadata={
             "help": "dtype of the copy of the policy that generates rollouts and evaluations "
-            "(auto: bfloat16 on GPUs and AMX CPUs, else float32)."
+            "(auto: bfloat16 on GPUs and CPUs with AMX or AVX-512 BF16, else float32)."
         },
     )
     bf16: bool = field(
