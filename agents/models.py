@@ -488,7 +488,7 @@ def _cpu_has_fast_bf16() -> bool:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return any(flag in line.split() for flag in FAST_BF16_CPU_FLAGS)
+                    return not set(line.split()).isdisjoint(FAST_BF16_CPU_FLAGS)
     except OSError:
         pass
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private; non-Linux fallback

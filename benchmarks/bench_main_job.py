@@ -7,7 +7,7 @@
 Each run is its own process, started exactly as a user types it (plus ``--output_dir`` into a
 fresh temporary folder, so that no earlier run's failures or evaluations are reused). Wall time
 is measured around the process; peak memory is its peak resident set size
-(``ru_maxrss`` of the child, which covers everything it allocated). The baseline is the same
+(``ru_maxrss`` of that child, from ``os.wait4``). The baseline is the same
 command with ``--cpu_recipe false``: the paper's full fine-tune at learning rate 5e-7, with
 its AdamW state and reference-model copy. One JSON line per run goes to
 ``benchmarks/results/main_job.jsonl`` (appended, so a killed run keeps the finished rows),
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,18 +40,21 @@ def measure(extra: Sequence[str]) -> dict[str, Any]:
     """Run the main job once with ``extra`` options; its wall time, peak RSS and output."""
     with tempfile.TemporaryDirectory(prefix="main_job_") as tmp:
         argv = [sys.executable, "-m", "agents.grpo_reflect", *extra, "--output_dir", tmp]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        out, err = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
         started = time.perf_counter()
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        with out.open("w") as stdout, err.open("w") as stderr:
+            child = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
+            # wait4: this child's own peak RSS (RUSAGE_CHILDREN would be the max over all).
+            _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        code = child.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4
+        printed, errors = out.read_text(), err.read_text()
         result = Path(tmp) / "result.json"
         summary = json.loads(result.read_text()) if result.exists() else {}
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    if peak_kib <= before:
-        raise RuntimeError("ru_maxrss did not grow: an earlier child peaked higher")
-    table = done.stdout[done.stdout.find("| model |") :].strip()
+    if code != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {code}:\n{errors[-3000:]}")
+    peak_kib = usage.ru_maxrss
+    table = printed[printed.find("| model |") :].strip()
     return {
         "options": list(extra),
         "wall_seconds": round(seconds, 1),

@@ -134,6 +134,7 @@ def test_resolve_dtype_explicit_values():
 def test_resolve_dtype_auto_on_cpu_follows_hardware_bf16(monkeypatch, fast):
     monkeypatch.setattr(models, "_cpu_has_fast_bf16", lambda: fast)
     assert resolve_dtype("auto", "cpu") is (torch.bfloat16 if fast else torch.float32)
+    assert resolve_dtype("auto", torch.device("cpu")) is resolve_dtype("auto", "cpu")
 
 
 @pytest.mark.parametrize(
@@ -158,7 +159,6 @@ def test_hardware_bf16_is_read_from_the_cpu_flags(monkeypatch, flags, fast):
         assert models._cpu_has_fast_bf16() is fast
     finally:
         models._cpu_has_fast_bf16.cache_clear()
-    assert resolve_dtype("auto", torch.device("cpu")) is resolve_dtype("auto", "cpu")
 
 
 @pytest.mark.parametrize("bf16", [True, False])
