@@ -33,6 +33,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,10 @@ from agents.reflection_rollout import (
     RolloutBatch,
     TokenGenerator,
     TRLVLLMGenerator,
+    prompt_key,
     reflect_and_retry,
+    replace_groups,
+    uniform_groups,
     with_sampling,
 )
 from rrr_env.tasks.base import Message
@@ -306,6 +310,14 @@ class GRPOReflectConfig(GRPOConfig):
     retry_top_p: float | None = field(
         default=None, metadata={"help": "Nucleus mass of the retry (None: TRL's --top_p)."}
     )
+    resample_groups: int = field(
+        default=0,
+        metadata={
+            "help": "Dynamic sampling (DAPO): a training group whose retries all got the same "
+            "reward carries no gradient, so it is replaced by a group on another failure, up to "
+            "this many times per group (0: off, the paper). One process only."
+        },
+    )
     credit: str = field(
         default="reflection",
         metadata={
@@ -443,6 +455,8 @@ class GRPOReflectConfig(GRPOConfig):
             raise ValueError("need 0 <= --min_successes < --samples_per_query")
         if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
             raise ValueError("--rollout_batch_size must be >= 1 or None")
+        if self.resample_groups < 0:
+            raise ValueError(f"--resample_groups must be >= 0, got {self.resample_groups}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"--max_minutes must be > 0, got {self.max_minutes}")
         if self.use_transformers_continuous_batching:
@@ -484,6 +498,12 @@ class ReflectRetryRollout:
         rollout_batch_size: Most sequences per ``generate`` call (transformers backend).
         retry_temperature: Temperature of the retry (None: the reflection's; 0: greedy).
         retry_top_p: Nucleus mass of the retry (None: the reflection's).
+        resample_groups: Dynamic sampling (DAPO) while training: a group whose retries all got
+            the same reward is replaced by a fresh group on another failure of the dataset,
+            drawn at random, up to this many times (0: off). The trainer scores the prompt ids
+            returned here, so the replaced group trains on its own failure; TRL's completions
+            table still shows the dataset's prompt for it.
+        seed: Seed of the draws of replacement failures.
         generator_factory: Builds the generator for a trainer, as a context manager; default:
             the trainer's model (transformers ``generate``) or its vLLM engine (``use_vllm``).
             Tests pass a scripted one.
@@ -491,7 +511,9 @@ class ReflectRetryRollout:
     Returns from a call (TRL's contract): ``prompt_ids``, ``completion_ids`` and ``logprobs``,
     plus ``env_mask`` in ``reflection+retry`` mode and extra per-completion fields that TRL
     passes to the reward functions: ``retry_reward``, ``retry_reason``, ``reflection``,
-    ``retry``, ``reflection_tokens``, ``retry_tokens`` and ``reflection_stopped``.
+    ``retry``, ``reflection_tokens``, ``retry_tokens``, ``reflection_stopped``,
+    ``group_draws`` (groups drawn for the completion's slot, 1 without resampling) and
+    ``group_uniform`` (whether its group's rewards are all equal).
     """
 
     def __init__(
@@ -504,12 +526,19 @@ class ReflectRetryRollout:
         rollout_batch_size: int | None = None,
         retry_temperature: float | None = None,
         retry_top_p: float | None = None,
+        resample_groups: int = 0,
+        seed: int = 0,
         generator_factory: Callable[[Any], contextlib.AbstractContextManager[TokenGenerator]]
         | None = None,
     ) -> None:
         if credit not in CREDIT_MODES:
             raise ValueError(f"credit must be one of {CREDIT_MODES}, got {credit!r}")
+        if resample_groups < 0:
+            raise ValueError(f"resample_groups must be >= 0, got {resample_groups}")
         self.replayer = EpisodeReplayer(make_env, rows)
+        self.pool = {prompt_key(row["prompt"]): row["prompt"] for row in rows}
+        self.resample_groups = resample_groups
+        self.rng = random.Random(seed)
         self.retry_max_tokens = retry_max_tokens
         self.credit = credit
         self.rollout_batch_size = rollout_batch_size
@@ -526,19 +555,54 @@ class ReflectRetryRollout:
         eos_ids = set(trainer.eos_token_ids)
         tokenizer = trainer.processing_class
         with self.generator_factory(trainer) as generate:
-            batch = reflect_and_retry(
-                prompts,
-                self.replayer,
-                generate,
-                tokenizer,
-                eos_ids,
-                reflection_max_tokens=args.max_completion_length,
-                retry_max_tokens=self.retry_max_tokens,
-                group_size=group_size,
-                retry_generate=with_sampling(generate, self.retry_temperature, self.retry_top_p),
-            )
+
+            def run(batch_prompts: Sequence[Sequence[Message]]) -> RolloutBatch:
+                return reflect_and_retry(
+                    batch_prompts,
+                    self.replayer,
+                    generate,
+                    tokenizer,
+                    eos_ids,
+                    reflection_max_tokens=args.max_completion_length,
+                    retry_max_tokens=self.retry_max_tokens,
+                    group_size=group_size,
+                    retry_generate=with_sampling(
+                        generate, self.retry_temperature, self.retry_top_p
+                    ),
+                )
+
+            batch = run(prompts)
+            draws = [1] * (len(prompts) // group_size)
+            rounds = self.resample_groups if trainer.model.training else 0
+            for _ in range(rounds):
+                groups = uniform_groups(batch.rewards, group_size)
+                if not groups:
+                    break
+                taken = {prompt_key(p) for p in prompts}
+                fresh = [self.draw(taken) for _ in groups]
+                batch = replace_groups(
+                    batch, groups, run([p for p in fresh for _ in range(group_size)]), group_size
+                )
+                prompts = [*prompts]
+                for g, prompt in zip(groups, fresh, strict=True):
+                    prompts[g * group_size : (g + 1) * group_size] = [prompt] * group_size
+                    draws[g] += 1
         self.last_batch = batch
-        return self.to_trl(batch)
+        uniform = set(uniform_groups(batch.rewards, group_size))
+        output = self.to_trl(batch)
+        output["group_draws"] = [draws[i // group_size] for i in range(len(batch.rewards))]
+        output["group_uniform"] = [i // group_size in uniform for i in range(len(batch.rewards))]
+        return output
+
+    def draw(self, taken: set[str]) -> list[Message]:
+        """A random failure prompt of the dataset, one not in ``taken`` while there are any.
+
+        Adds the drawn prompt's key to ``taken``.
+        """
+        free = [key for key in self.pool if key not in taken] or list(self.pool)
+        key = self.rng.choice(free)
+        taken.add(key)
+        return self.pool[key]
 
     @contextlib.contextmanager
     def trainer_generator(self, trainer: Any) -> Iterator[TokenGenerator]:
@@ -625,9 +689,12 @@ def retry_success(
 ) -> list[float]:
     """The RRR reward: 1.0 if the retry after the reflection was correct (the env's verdict).
 
-    Also logs ``rrr/retry_success``, ``rrr/reflection_tokens``, ``rrr/retry_tokens`` and
-    ``rrr/reflection_clipped`` (share of reflections cut at the token limit), and adds the
-    reflection, retry and verdict reason to TRL's completions table (``--log_completions``).
+    Also logs ``rrr/retry_success``, ``rrr/reflection_tokens``, ``rrr/retry_tokens``,
+    ``rrr/reflection_clipped`` (share of reflections cut at the token limit),
+    ``rrr/group_draws`` (groups drawn per trained group, see ``--resample_groups``) and
+    ``rrr/drawn_zero_variance`` (share of all drawn groups whose rewards were all equal, TRL's
+    ``frac_reward_zero_std`` before resampling), and adds the reflection, retry and verdict
+    reason to TRL's completions table (``--log_completions``).
     """
     rewards = [float(r) for r in retry_reward]
     if log_metric is not None and rewards:
@@ -638,6 +705,13 @@ def retry_success(
         if "reflection_stopped" in kwargs:
             stopped = kwargs["reflection_stopped"]
             log_metric("rrr/reflection_clipped", 1 - sum(stopped) / len(stopped))
+        if "group_draws" in kwargs and "group_uniform" in kwargs:
+            # Per completion; every group has the same size, so sums over completions are
+            # sums over groups times that size.
+            drawn = sum(kwargs["group_draws"])
+            with_variance = sum(not u for u in kwargs["group_uniform"])
+            log_metric("rrr/group_draws", drawn / len(rewards))
+            log_metric("rrr/drawn_zero_variance", (drawn - with_variance) / drawn)
     if log_extra is not None:
         for name in ("reflection", "retry", "retry_reason"):
             if name in kwargs:
@@ -799,10 +873,12 @@ def build_trainer(
         rollout_batch_size=args.rollout_batch_size,
         retry_temperature=args.retry_temperature,
         retry_top_p=args.retry_top_p,
+        resample_groups=args.resample_groups,
+        seed=args.seed,
         generator_factory=generator_factory,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=model,
         reward_funcs=[retry_success],
         args=args,
@@ -812,6 +888,15 @@ def build_trainer(
         callbacks=callbacks,
         rollout_func=rollout,
     )
+    if args.resample_groups and trainer.accelerator.num_processes > 1:
+        # Each process would draw a different number of groups, and the generation of every
+        # draw is a collective under ZeRO-3 and vLLM colocate: the processes would hang.
+        raise ValueError(
+            "--resample_groups needs a single process (each rank would generate a different "
+            f"number of groups), but {trainer.accelerator.num_processes} were launched; use "
+            "--resample_groups 0"
+        )
+    return trainer
 
 
 class TimeBudget(TrainerCallback):

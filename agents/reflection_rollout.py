@@ -10,6 +10,7 @@ the trainer's own model, on TRL's vLLM engine, or on a plain model (``benchmarks
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -279,6 +280,39 @@ class RolloutBatch:
     reflection_logprobs: list[list[float]] | None
     retry_logprobs: list[list[float]] | None
     reflection_stopped: list[bool]
+
+
+def uniform_groups(rewards: Sequence[float], group_size: int) -> list[int]:
+    """Indices of the groups whose rewards are all equal: GRPO gives them no advantage."""
+    return [
+        g
+        for g in range(len(rewards) // group_size)
+        if len(set(rewards[g * group_size : (g + 1) * group_size])) == 1
+    ]
+
+
+def replace_groups(
+    batch: RolloutBatch, groups: Sequence[int], fresh: RolloutBatch, group_size: int
+) -> RolloutBatch:
+    """``batch`` with its groups ``groups`` replaced, in order, by the groups of ``fresh``."""
+    if len(fresh.rewards) != len(groups) * group_size:
+        raise ValueError(
+            f"{len(groups)} groups of {group_size} to replace, but the fresh batch has "
+            f"{len(fresh.rewards)} entries"
+        )
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(batch):
+        old, new = getattr(batch, spec.name), getattr(fresh, spec.name)
+        if old is None or new is None:
+            values[spec.name] = None  # logprobs: only if every entry has them
+            continue
+        merged = list(old)
+        for k, g in enumerate(groups):
+            merged[g * group_size : (g + 1) * group_size] = new[
+                k * group_size : (k + 1) * group_size
+            ]
+        values[spec.name] = merged
+    return RolloutBatch(**values)
 
 
 class EpisodeReplayer:

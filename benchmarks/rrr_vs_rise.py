@@ -114,6 +114,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rrr-num-generations", type=int, default=8, help="GRPO group size")
     parser.add_argument(
+        "--rrr-resample-groups",
+        type=int,
+        default=0,
+        help="redraw a group without reward variance up to this many times (DAPO; 0: off)",
+    )
+    parser.add_argument(
         "--rrr-temperature", type=float, default=1.0, help="reflections (and collection)"
     )
     parser.add_argument(
@@ -331,6 +337,7 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         samples_per_query=args.rrr_samples_per_query,
         min_successes=args.rrr_min_successes,
         num_generations=args.rrr_num_generations,
+        resample_groups=args.rrr_resample_groups,
         temperature=args.rrr_temperature,
         retry_temperature=args.rrr_retry_temperature,
         attempt_max_tokens=args.attempt_max_tokens,
@@ -363,6 +370,10 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
                 "retry_success": h["rrr/retry_success"],
                 # TRL's fraction of groups whose rewards are all equal (no gradient).
                 "zero_variance": h.get("frac_reward_zero_std"),
+                # Groups drawn per trained group, and the share of all drawn groups without
+                # variance (equal to zero_variance without --rrr-resample-groups).
+                "group_draws": h.get("rrr/group_draws"),
+                "drawn_zero_variance": h.get("rrr/drawn_zero_variance"),
             }
             for h in history
         ],
@@ -524,6 +535,14 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
                 lines.append(
                     f"  (groups with no reward variance, hence no gradient: "
                     f"{sum(flat) / len(flat):.0%} over {len(flat)} steps)"
+                )
+            drawn = [p for p in row["curve"] if p.get("group_draws") is not None]
+            if drawn and any(p["group_draws"] > 1 for p in drawn):
+                draws = sum(p["group_draws"] for p in drawn) / len(drawn)
+                share = sum(p["drawn_zero_variance"] for p in drawn) / len(drawn)
+                lines.append(
+                    f"  (dynamic sampling: {draws:.1f} groups drawn per trained group, "
+                    f"{share:.0%} of drawn groups without reward variance)"
                 )
     lines += [
         "",

@@ -220,6 +220,7 @@ def test_config_has_the_paper_defaults_and_per_device_precision(tmp_path):
         ({"eval_strategy": "steps"}, "--eval_n"),
         ({"use_transformers_continuous_batching": True}, "--use_vllm"),
         ({"max_minutes": 0}, "--max_minutes must be > 0"),
+        ({"resample_groups": -1}, "--resample_groups must be >= 0"),
     ],
 )
 def test_config_rejects_bad_combinations_with_a_fix(tmp_path, overrides, message):
@@ -386,6 +387,98 @@ def test_replay_rejects_failures_from_another_env(tmp_path):
         replayer.replay(replayer.envs(1)[0], [{"role": "user", "content": "?"}])
 
 
+class OnlySomeItemsLearnable(ScriptedTokens):
+    """Like :class:`ScriptedTokens` on the failures of ``learnable`` (their numbers and target);
+    on every other failure both reflections are useless, so the group has no reward variance.
+    """
+
+    def __init__(self, tokenizer, eos: int, learnable: set[tuple[str, str]]) -> None:
+        super().__init__(tokenizer, eos)
+        self.learnable = learnable
+
+    def __call__(self, prompt_ids, max_new_tokens, group_size):
+        out, _ = super().__call__(prompt_ids, max_new_tokens, group_size)
+        for k, ids in enumerate(prompt_ids):
+            context = self.tokenizer.decode(ids)
+            if TASK.findall(context)[-1] not in self.learnable:
+                useless = "\\boxed{1 + 1}" if "Reflect on what went wrong" in context else BAD
+                out[k] = self.encode(useless)
+        return out, None
+
+
+def resampling_setup(smol, tmp_path, resample_groups: int):
+    _, tokenizer = smol
+    config = make_config(tmp_path)
+    rows = failure_rows(config, 8)
+    learnable = {TASK.findall(rows[k]["prompt"][1]["content"])[-1] for k in (6, 7)}
+    scripted = OnlySomeItemsLearnable(
+        tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"), learnable
+    )
+    rollout = ReflectRetryRollout(
+        lambda: gym.make(config.env_id, **config.env_options()),
+        rows,
+        retry_max_tokens=40,
+        resample_groups=resample_groups,
+        seed=0,
+        generator_factory=lambda trainer: contextlib.nullcontext(scripted),
+    )
+    trainer = SimpleNamespace(
+        args=config,
+        num_generations=2,
+        num_generations_eval=2,
+        model=SimpleNamespace(training=True),
+        eos_token_ids=[scripted.eos],
+        processing_class=tokenizer,
+    )
+    return rows, rollout, trainer, scripted
+
+
+def test_dynamic_sampling_replaces_groups_without_reward_variance(smol, tmp_path):
+    _, tokenizer = smol
+    rows, rollout, trainer, scripted = resampling_setup(smol, tmp_path, resample_groups=50)
+    # Groups on failures 0 and 6: the first has no variance, the second has.
+    prompts = [rows[0]["prompt"]] * 2 + [rows[6]["prompt"]] * 2
+    output = rollout(prompts, trainer)
+
+    assert output["retry_reward"] == [1.0, 0.0, 1.0, 0.0], "both groups now have variance"
+    assert output["group_uniform"] == [False] * 4
+    draws = output["group_draws"]
+    assert draws[0] == draws[1] > 1 and draws[2:] == [1, 1], "only the first group was redrawn"
+    # The replacement is the one other learnable failure (6 was taken by the batch), and the
+    # trainer receives its rendered prompt, so the loss is on the failure that was rolled out.
+    assert output["prompt_ids"][0] == render_prompt(tokenizer, rows[7]["prompt"])
+    assert output["prompt_ids"][2] == render_prompt(tokenizer, rows[6]["prompt"])
+    # Each draw is one reflection call and one retry call for the redrawn group only.
+    assert len(scripted.calls) == 2 * draws[0]
+    assert scripted.calls[2:4] == [(2, 12, 2), (2, 40, 1)]
+    # The reward function reports the share of drawn groups without variance.
+    metrics = {}
+    retry_success(
+        prompts=prompts,
+        completions=[[]] * 4,
+        log_metric=metrics.__setitem__,
+        **{k: output[k] for k in ("retry_reward", "group_draws", "group_uniform")},
+    )
+    groups_drawn = draws[0] + 1
+    assert metrics["rrr/group_draws"] == groups_drawn / 2
+    assert metrics["rrr/drawn_zero_variance"] == (groups_drawn - 2) / groups_drawn
+
+
+def test_without_resampling_or_in_evaluation_uniform_groups_are_kept(smol, tmp_path):
+    rows, rollout, trainer, scripted = resampling_setup(smol, tmp_path, resample_groups=0)
+    prompts = [rows[0]["prompt"]] * 2 + [rows[6]["prompt"]] * 2
+    output = rollout(prompts, trainer)
+    assert output["retry_reward"] == [0.0, 0.0, 1.0, 0.0]
+    assert output["group_draws"] == [1] * 4
+    assert output["group_uniform"] == [True, True, False, False]
+    assert len(scripted.calls) == 2
+
+    _, rollout, trainer, scripted = resampling_setup(smol, tmp_path, resample_groups=50)
+    trainer.model.training = False
+    assert rollout(prompts, trainer)["group_draws"] == [1] * 4
+    assert len(scripted.calls) == 2
+
+
 def test_retry_success_logs_rrr_metrics():
     metrics, extra = {}, {}
     rewards = retry_success(
@@ -488,6 +581,30 @@ def test_two_steps_train_only_the_reflection_tokens(dataset, tmp_path):
         for prompt in prompts:  # the first attempt is context, never a completion
             text = tokenizer.decode(prompt)
             assert text.count("I do not know.") == 1 and text.endswith("<|im_start|>assistant\n")
+
+
+def test_trainer_scores_the_resampled_failures(dataset, tmp_path):
+    model, tokenizer = load_model_and_tokenizer("smollm2-135m", dtype="float32")
+    config = make_config(tmp_path, max_steps=1, resample_groups=50)
+    learnable = {TASK.findall(dataset[k]["prompt"][1]["content"])[-1] for k in (2, 3)}
+    scripted = OnlySomeItemsLearnable(
+        tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"), learnable
+    )
+    factory = lambda trainer: contextlib.nullcontext(scripted)  # noqa: E731
+    trainer = build_trainer(config, model, tokenizer, dataset, generator_factory=factory)
+    rollouts, losses = spy_on(trainer)
+    trainer.train()
+
+    (rollout,), (loss,) = rollouts, losses
+    assert rollout["retry_reward"] == [1.0, 0.0] * 2 and not any(rollout["group_uniform"])
+    prompts, _ = trained_tokens(loss)
+    learned = {tuple(render_prompt(tokenizer, dataset[k]["prompt"])) for k in (2, 3)}
+    assert set(prompts) == learned, "the loss is on the failures that were rolled out"
+    assert (loss["advantages"] != 0).all()
+    logged = trainer.state.log_history[0]
+    assert logged["frac_reward_zero_std"] == 0.0
+    assert logged["rrr/group_draws"] == sum(rollout["group_draws"]) / 4 >= 1
+    assert 0 <= logged["rrr/drawn_zero_variance"] < 1
 
 
 def test_reflection_plus_retry_credit_masks_the_retry_prompt(dataset, tmp_path):

@@ -11,7 +11,18 @@ import rrr_env
 from agents.controls import GENERIC_REFLECTION
 from agents.rollout import PhaseSampling, SamplingParams, rollout
 from agents.scripted import ScriptedBackend
-from benchmarks.rrr_vs_rise import ARMS, arm_scores, main, parse_args, protocol, sign_test
+from benchmarks.common import machine_info
+from benchmarks.rrr_vs_rise import (
+    ARMS,
+    MEASURED_CODE,
+    PACKAGES,
+    arm_scores,
+    main,
+    parse_args,
+    protocol,
+    render,
+    sign_test,
+)
 from rrr_env.tasks.countdown_solver import solve
 
 gym.register_envs(rrr_env)
@@ -112,6 +123,35 @@ def test_bad_command_lines_fail_clearly(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_cost():
+    base = {
+        "machine": machine_info(MEASURED_CODE, PACKAGES),
+        "items": 2,
+        "first_try": 0.0,
+        "second_try": 0.5,
+        "solved_second": [1],
+    }
+    curve = [
+        {"step": 1, "retry_success": 0.5, "zero_variance": 0.0, "group_draws": 3.0,
+         "drawn_zero_variance": 2 / 3},
+        {"step": 2, "retry_success": 0.25, "zero_variance": 1.0, "group_draws": 5.0,
+         "drawn_zero_variance": 1.0},
+    ]  # fmt: skip
+    rows = [
+        {**base, "arm": "vanilla", "seed": 0, "eval_generated_tokens": 10},
+        {**base, "arm": "rrr", "seed": 1, "eval_generated_tokens": 10, "curve": curve},
+    ]
+    report = render(rows, parse_args([]), "cmd")
+    assert "- seed 1: 1: 0.50, 2: 0.25" in report
+    assert "no gradient: 50% over 2 steps" in report
+    assert "4.0 groups drawn per trained group, 83% of drawn groups without reward variance" in (
+        report
+    )
+    for point in curve:
+        point["group_draws"], point["drawn_zero_variance"] = 1.0, point["zero_variance"]
+    assert "dynamic sampling" not in render(rows, parse_args([]), "cmd")
 
 
 @pytest.mark.slow
