@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from agents.rollout import Generation, SamplingParams, Tools
+from agents.sampling import sampling_kwargs
 from rrr_env.tasks.base import Message
 
 logger = logging.getLogger(__name__)
@@ -157,16 +158,8 @@ class TransformersBackend:
         for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
             attention[row, width - len(prompt) :] = 1
-        sampling: dict[str, Any] = {"do_sample": False}
-        if not params.greedy:
-            sampling = {
-                "do_sample": True,
-                "temperature": params.temperature,
-                "top_p": params.top_p,
-                "top_k": params.top_k or None,
-            }
-        else:  # silence warnings about sampling options set in the model's generation config
-            sampling.update(temperature=None, top_p=None, top_k=None)
+        temperature = 0.0 if params.greedy else params.temperature
+        sampling = sampling_kwargs(temperature, top_p=params.top_p, top_k=params.top_k)
         output = self.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),

@@ -20,6 +20,7 @@ import gymnasium as gym
 import torch
 
 from agents.backends import require_control_token_sanitizing
+from agents.sampling import sampling_kwargs
 from rrr_env.tasks.base import Message
 
 #: Env options of an RRR episode: an attempt, a reflection, one retry.
@@ -97,16 +98,9 @@ class HFGenerator:
         for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
             attention[row, width - len(prompt) :] = 1
-        if self.temperature > 0:
-            sampling: dict[str, Any] = {
-                "do_sample": True,
-                "temperature": self.temperature,
-                "top_p": self.top_p,
-                "top_k": self.top_k or None,
-                "min_p": self.min_p,
-            }
-        else:
-            sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        sampling = sampling_kwargs(
+            self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p
+        )
         device = self.model.device
         with self.autocast():
             output = self.model.generate(

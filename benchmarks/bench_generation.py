@@ -3,10 +3,10 @@
     python -m benchmarks.bench_generation                 # Qwen2.5-Coder-0.5B, batch 32
     python -m benchmarks.bench_generation --quick         # SmolLM2-135M, a smoke run, to /tmp
 
-Every path decodes the same Countdown prompts greedily for exactly ``--new-tokens`` tokens
+Every path decodes the same Countdown prompts for exactly ``--new-tokens`` tokens
 (``min_new_tokens`` = ``max_new_tokens``, so that every path does the same work), ``--reps``
-times; the first repetition warms caches (and compiles, where a path compiles) and is
-reported apart. Paths:
+times, greedily unless the path says it samples; the first repetition warms caches (and
+compiles, where a path compiles) and is reported apart. Paths:
 
 - ``fp32``: fp32 weights, no autocast (what ``dtype="auto"`` picks on CPUs without AMX);
 - ``fp32+autocast``: fp32 weights under bf16 autocast, as the trainers' own model generates
@@ -15,7 +15,12 @@ reported apart. Paths:
   ``agents.evaluate`` and RISE-AWR's generation copy use on AMX CPUs);
 - ``bf16+static``: bf16 weights, a static KV cache;
 - ``bf16+static+compile``: the same, with transformers' ``torch.compile`` of the decoding
-  step (``CompileConfig``, on a CPU too).
+  step (``CompileConfig``, on a CPU too);
+- ``bf16+sample-multinomial``: bf16, sampling at temperature 1 the way transformers does it
+  (``do_sample=True``: ``torch.multinomial`` over the vocabulary);
+- ``bf16+sample-inverse-cdf``: bf16, sampling at temperature 1 through
+  ``agents.sampling.InverseCDFSampler`` (what the project's backends use): the same
+  distribution, one uniform draw per row.
 
 Rows go to ``benchmarks/results/generation_speed.jsonl`` (appended as each path finishes; a
 rerun skips finished paths of the same model and batch size) and the table to
@@ -48,7 +53,16 @@ from benchmarks.common import (
 gym.register_envs(rrr_env)
 MEASURED_CODE = ("agents/backends.py", "agents/models.py", "benchmarks/bench_generation.py")
 PACKAGES = ("torch", "transformers")
-PATHS = ("fp32", "fp32+autocast", "bf16", "bf16+static", "bf16+static+compile")
+PATHS = (
+    "fp32",
+    "fp32+autocast",
+    "bf16",
+    "bf16+static",
+    "bf16+static+compile",
+    "bf16+sample-multinomial",
+    "bf16+sample-inverse-cdf",
+)
+SAMPLED = ("bf16+sample-multinomial", "bf16+sample-inverse-cdf")
 BASELINE = "bf16"
 
 
@@ -77,9 +91,16 @@ def load(model_name: str, path: str) -> tuple[Any, Any]:
 
 
 def generate_kwargs(path: str) -> dict[str, Any]:
+    greedy = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    if path == "bf16+sample-multinomial":
+        return {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": None}
+    if path == "bf16+sample-inverse-cdf":
+        from agents.sampling import sampling_kwargs
+
+        return sampling_kwargs(1.0)
     if path in ("fp32", "fp32+autocast", "bf16"):
-        return {}
-    kwargs: dict[str, Any] = {"cache_implementation": "static"}
+        return greedy
+    kwargs: dict[str, Any] = {**greedy, "cache_implementation": "static"}
     if path.endswith("+compile"):
         from transformers import CompileConfig
 
@@ -109,10 +130,6 @@ def measure(path: str, args: argparse.Namespace) -> dict[str, Any]:
                 attention_mask=mask,
                 max_new_tokens=args.new_tokens,
                 min_new_tokens=args.new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
                 pad_token_id=tokenizer.pad_token_id,
                 **generate_kwargs(path),
             )
@@ -152,15 +169,16 @@ def run(args: argparse.Namespace, jsonl: Any, command: str) -> None:
 
 def render(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "# CPU generation paths: greedy tokens per second",
+        "# CPU generation paths: tokens per second",
         "",
         f"Command: `{rows[-1]['command']}`  ",
         f"Machine: {machine_line(rows[-1]['machine'])}",
         "",
-        "Same prompts (Countdown, 2 numbers in 1..99), greedy, every path decodes exactly the "
-        "same number of tokens. Warm = best of the repetitions after the first; the first call "
-        "includes warm-up (and compilation). Speed-up and identical text are against the "
-        f"`{BASELINE}` row of the same model and batch size.",
+        "Same prompts (Countdown, 2 numbers in 1..99), greedy unless the path samples, every "
+        "path decodes exactly the same number of tokens. Warm = best of the repetitions after "
+        "the first; the first call includes warm-up (and compilation). Speed-up and identical "
+        f"text (greedy paths only) are against the `{BASELINE}` row of the same model and "
+        "batch size.",
         "",
         "| model | batch | path | new tokens | warm tok/s | first call tok/s | speed-up | "
         "same greedy text |",
@@ -178,12 +196,34 @@ def render(rows: list[dict[str, Any]]) -> str:
             None,
         )
         ratio = f"{row['tokens_per_second'] / base['tokens_per_second']:.2f}x" if base else "-"
-        same = "-" if base is None else str(row["texts"] == base["texts"])
+        sampled = row["path"] in SAMPLED
+        same = "-" if base is None or sampled else str(row["texts"] == base["texts"])
         lines.append(
             f"| {row['model']} | {row['batch_size']} | {row['path']} | {row['new_tokens']} | "
             f"{row['tokens_per_second']} | {row['first_call_tokens_per_second']} | {ratio} | "
             f"{same} |"
         )
+    for row in rows:
+        if row["path"] != SAMPLED[1]:
+            continue
+        base = next(
+            (
+                r
+                for r in rows
+                if r["path"] == SAMPLED[0]
+                and r["model"] == row["model"]
+                and r["batch_size"] == row["batch_size"]
+            ),
+            None,
+        )
+        if base:
+            lines += [
+                "",
+                f"Sampling at temperature 1, {row['model']}, batch {row['batch_size']}: "
+                f"inverse CDF {row['tokens_per_second']} tok/s against multinomial "
+                f"{base['tokens_per_second']} tok/s "
+                f"({row['tokens_per_second'] / base['tokens_per_second']:.2f}x).",
+            ]
     lines += ["", "Goal (issue 13): >= 2x tokens/s at batch 32 for Qwen2.5-Coder-0.5B.", ""]
     return "\n".join(lines)
 
