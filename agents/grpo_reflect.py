@@ -236,7 +236,18 @@ class GRPOReflectConfig(GRPOConfig):
         },
     )
     max_completion_length: int | None = field(
-        default=128, metadata={"help": "Token limit of a reflection (the GRPO completion)."}
+        default=64,
+        metadata={
+            "help": "Token limit of a reflection (the GRPO completion; CPU demo default, the "
+            "GPU configs set 512)."
+        },
+    )
+    num_generations: int | None = field(
+        default=4,
+        metadata={
+            "help": "GRPO group size: reflections sampled per failure (CPU demo default; TRL's "
+            "default and the GPU configs: 8)."
+        },
     )
     # Per-device defaults.
     cpu_recipe: bool | None = field(
@@ -261,12 +272,12 @@ class GRPOReflectConfig(GRPOConfig):
     per_device_train_batch_size: int = field(
         default=2,
         metadata={
-            "help": "Sequences per forward/backward pass. With the default 4 accumulation steps, "
-            "one generation batch is 8 sequences: one GRPO group of 8 reflections."
+            "help": "Sequences per forward/backward pass. With the default 2 accumulation steps, "
+            "one generation batch is 4 sequences: one GRPO group of 4 reflections."
         },
     )
     gradient_accumulation_steps: int = field(
-        default=4,
+        default=2,
         metadata={
             "help": "Passes per optimizer step (TRL generates once for all of them). Small "
             "passes bound activation memory without gradient checkpointing (a 0.5B model on "
@@ -274,7 +285,7 @@ class GRPOReflectConfig(GRPOConfig):
         },
     )
     max_steps: int = field(
-        default=4,
+        default=2,
         metadata={"help": "Optimizer steps (CPU demo default; the paper trains up to 1,750)."},
     )
     output_dir: str | None = field(
@@ -298,7 +309,9 @@ class GRPOReflectConfig(GRPOConfig):
     train_split: str | None = field(
         default="train", metadata={"help": "Env split of the failures (None: every item)."}
     )
-    retry_max_tokens: int = field(default=256, metadata={"help": "Token limit of a retry."})
+    retry_max_tokens: int = field(
+        default=192, metadata={"help": "Token limit of a retry (CPU demo default)."}
+    )
     retry_temperature: float | None = field(
         default=None,
         metadata={
@@ -353,14 +366,17 @@ class GRPOReflectConfig(GRPOConfig):
         },
     )
     attempt_max_tokens: int = field(
-        default=256, metadata={"help": "Token limit of a first attempt (collection, evaluation)."}
+        default=192,
+        metadata={
+            "help": "Token limit of a first attempt (collection, evaluation; CPU demo default)."
+        },
     )
     # Evaluation.
     eval_split: str | None = field(
         default="test", metadata={"help": "Held-out split for the before/after evaluation."}
     )
     eval_n: int = field(
-        default=16, metadata={"help": "Items evaluated (greedy) before and after; 0 skips."}
+        default=8, metadata={"help": "Items evaluated (greedy) before and after; 0 skips."}
     )
     # The model.
     model: str = field(
