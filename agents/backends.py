@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from agents.models import contiguous_head_inputs
 from agents.rollout import Generation, SamplingParams, Tools
 from agents.sampling import sampling_kwargs
 from rrr_env.tasks.base import Message
@@ -160,14 +161,15 @@ class TransformersBackend:
             attention[row, width - len(prompt) :] = 1
         temperature = 0.0 if params.greedy else params.temperature
         sampling = sampling_kwargs(temperature, top_p=params.top_p, top_k=params.top_k)
-        output = self.model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            max_new_tokens=params.max_new_tokens,
-            pad_token_id=self._pad,
-            eos_token_id=sorted(self._eos),
-            **sampling,
-        )
+        with contiguous_head_inputs(self.model):
+            output = self.model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                max_new_tokens=params.max_new_tokens,
+                pad_token_id=self._pad,
+                eos_token_id=sorted(self._eos),
+                **sampling,
+            )
         generations = []
         for row, prompt in enumerate(prompts):
             new = output[row, width:].tolist()

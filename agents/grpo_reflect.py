@@ -138,12 +138,15 @@ class GRPOReflectConfig(GRPOConfig):
         > CPU-demo defaults, different from ``GRPOConfig`` (GPU runs set their own, see
         > ``agents/configs/grpo_reflect_h100.yaml``)
 
-        max_completion_length (`int`, defaults to `128`): Token limit of a reflection.
+        max_completion_length (`int`, defaults to `64`): Token limit of a reflection.
+        num_generations (`int`, defaults to `4`): GRPO group size (TRL's default: 8).
         logging_steps (`int`, defaults to `1`): RRR steps are long; log every one.
-        max_steps (`int`, defaults to `4`): Sized for the CPU demo; the paper trains up to 1,750.
+        max_steps (`int`, defaults to `2`): Sized for the CPU demo; the paper trains up to 1,750.
         per_device_train_batch_size (`int`, defaults to `2`) and gradient_accumulation_steps
-            (`int`, defaults to `4`): one generation batch of 8 sequences (one group), trained
+            (`int`, defaults to `2`): one generation batch of 4 sequences (one group), trained
             in passes of 2 to bound activation memory on CPUs without gradient checkpointing.
+            These, the token limits and ``eval_n`` are sized so that the no-argument run takes
+            at most 6 minutes on 2 CPU cores (``benchmarks/bench_main_job.py``).
         output_dir (`str`, defaults to `"runs/grpo_reflect"`): Checkpoints, failures, results.
 
         > Per-device defaults, different from ``GRPOConfig``
@@ -179,6 +182,9 @@ class GRPOReflectConfig(GRPOConfig):
         retry_top_p (`float` or `None`): Nucleus mass of the retry; ``None``: TRL's ``top_p``.
         credit (`str`): ``"reflection"`` (loss on reflection tokens only, the paper) or
             ``"reflection+retry"`` (also on the retry's tokens; the retry prompt is masked).
+        resample_groups (`int`, defaults to `0`): DAPO's dynamic sampling: a group whose
+            retries all got the same reward (no gradient) is replaced by a group on another
+            failure, up to this many times. One process only.
 
         > The dataset of failures
 

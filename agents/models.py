@@ -40,10 +40,11 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from filelock import FileLock
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUNDLED_MODELS",
+    "contiguous_head_inputs",
     "DEFAULT_MODEL",
     "DTYPES",
     "BundledModel",
@@ -606,3 +608,31 @@ def load_model_and_tokenizer(
         time.perf_counter() - start,
     )
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def contiguous_head_inputs(model: Any) -> Iterator[None]:
+    """While in the block, the output head (LM head) of ``model`` gets contiguous inputs.
+
+    ``generate`` slices the last position out of the prompt's hidden states for the first
+    token's logits, a non-contiguous ``(batch, 1, hidden)`` view. On CPUs, torch's ``linear``
+    on such a view with a weight that does not require grad (a frozen base under LoRA, a merged
+    copy) broadcasts the weight into a batched matmul and copies it: measured for Qwen's
+    151,936 x 896 head at batch 8, 3.3 s per call against 0.011 s on a contiguous input, paid
+    once per ``generate`` call. The hook copies the (small) input instead.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        yield
+        return
+
+    def contiguous(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        if args and isinstance(args[0], torch.Tensor) and not args[0].is_contiguous():
+            return (args[0].contiguous(), *args[1:])
+        return args
+
+    handle = head.register_forward_pre_hook(contiguous)
+    try:
+        yield
+    finally:
+        handle.remove()

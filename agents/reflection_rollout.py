@@ -20,6 +20,7 @@ import gymnasium as gym
 import torch
 
 from agents.backends import require_control_token_sanitizing
+from agents.models import contiguous_head_inputs
 from agents.sampling import sampling_kwargs
 from rrr_env.tasks.base import Message
 
@@ -102,7 +103,7 @@ class HFGenerator:
             self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p
         )
         device = self.model.device
-        with self.autocast():
+        with self.autocast(), contiguous_head_inputs(self.model):
             output = self.model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=attention.to(device),

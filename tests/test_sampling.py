@@ -101,3 +101,32 @@ def test_backend_sampling_is_seeded_and_sharp_sampling_is_greedy():
 
     assert sample(1) == sample(1), "a seed reproduces its samples"
     assert sample(1) != sample(2), "at temperature 1 two seeds differ"
+
+
+def test_output_head_gets_contiguous_inputs_inside_the_block_only():
+    from agents.models import contiguous_head_inputs
+
+    model, tokenizer = load_model_and_tokenizer("smollm2-135m", dtype="float32")
+    model.requires_grad_(False)  # a frozen base, as under LoRA: the slow path of torch.linear
+    ids = tokenizer(["Count to three:", "Say hi"], return_tensors="pt", padding=True)
+    seen: list[bool] = []
+
+    def run() -> torch.Tensor:
+        handle = model.get_output_embeddings().register_forward_pre_hook(
+            lambda module, args: seen.append(args[0].is_contiguous())
+        )
+        try:
+            return model.generate(**ids, max_new_tokens=3, do_sample=False)
+        finally:
+            handle.remove()
+
+    plain = run()
+    assert seen[0] is False, "generate hands the head a non-contiguous slice for the prompt"
+    seen.clear()
+    with contiguous_head_inputs(model):
+        fixed = run()
+    assert all(seen) and len(seen) == 3
+    assert torch.equal(plain, fixed), "same tokens"
+    seen.clear()
+    run()
+    assert seen[0] is False, "the hook is gone after the block"
