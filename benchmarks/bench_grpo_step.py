@@ -89,6 +89,7 @@ def make_trainer(kind: str, args: argparse.Namespace, dataset, steps: int, out: 
         "output_dir": str(out / kind),
         "num_generations": args.group_size,
         "per_device_train_batch_size": args.prompts * args.group_size,
+        "gradient_accumulation_steps": 1,  # the same batch on both sides, whatever the defaults
         "max_steps": steps,
         "learning_rate": 1e-6,
         "beta": 0.001,

@@ -320,6 +320,7 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     from agents.grpo_reflect import GRPOReflectConfig
     from agents.grpo_reflect import train as grpo_train
 
+    pass_size = 2 if args.rrr_num_generations % 2 == 0 else 1
     config = GRPOReflectConfig(
         output_dir=str(args.runs_dir / setting_name(args) / f"rrr_seed{seed}"),
         model=args.model,
@@ -337,6 +338,9 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         samples_per_query=args.rrr_samples_per_query,
         min_successes=args.rrr_min_successes,
         num_generations=args.rrr_num_generations,
+        # One group per optimizer step, in passes of 2 sequences (1 for odd group sizes).
+        per_device_train_batch_size=pass_size,
+        gradient_accumulation_steps=args.rrr_num_generations // pass_size,
         resample_groups=args.rrr_resample_groups,
         temperature=args.rrr_temperature,
         retry_temperature=args.rrr_retry_temperature,
