@@ -163,6 +163,19 @@ def trained_tokens(batch: dict) -> tuple[list[tuple], list[tuple]]:
     return prompts, trained
 
 
+def fake_trainer(config, tokenizer, eos: int, **extra) -> SimpleNamespace:
+    """What the rollout reads of a GRPOTrainer: groups of 2, in training mode."""
+    return SimpleNamespace(
+        args=config,
+        num_generations=2,
+        num_generations_eval=2,
+        model=SimpleNamespace(training=True),
+        eos_token_ids=[eos],
+        processing_class=tokenizer,
+        **extra,
+    )
+
+
 def env_verdict(config, prompt, reflection, retry) -> float:
     """Grade a retry with a fresh env, independently of the rollout code."""
     env = gym.make(config.env_id, **config.env_options())
@@ -422,15 +435,7 @@ def resampling_setup(smol, tmp_path, resample_groups: int):
         seed=0,
         generator_factory=lambda trainer: contextlib.nullcontext(scripted),
     )
-    trainer = SimpleNamespace(
-        args=config,
-        num_generations=2,
-        num_generations_eval=2,
-        model=SimpleNamespace(training=True),
-        eos_token_ids=[scripted.eos],
-        processing_class=tokenizer,
-    )
-    return rows, rollout, trainer, scripted
+    return rows, rollout, fake_trainer(config, tokenizer, scripted.eos), scripted
 
 
 def test_dynamic_sampling_replaces_groups_without_reward_variance(smol, tmp_path):
@@ -521,15 +526,7 @@ def test_vllm_generation_goes_through_trls_engine_for_both_phases(smol, tmp_path
             return prompts, ids, logprobs, None
 
     engine = FakeVLLMGeneration()
-    trainer = SimpleNamespace(
-        args=config,
-        num_generations=2,
-        num_generations_eval=2,
-        model=SimpleNamespace(training=True),
-        eos_token_ids=[scripted.eos],
-        processing_class=tokenizer,
-        vllm_generation=engine,
-    )
+    trainer = fake_trainer(config, tokenizer, scripted.eos, vllm_generation=engine)
     rollout = ReflectRetryRollout(
         lambda: gym.make(config.env_id, **config.env_options()),
         rows,
