@@ -479,6 +479,14 @@ class GRPOReflectConfig(GRPOConfig):
             raise ValueError("--rollout_batch_size must be >= 1 or None")
         if self.resample_groups < 0:
             raise ValueError(f"--resample_groups must be >= 0, got {self.resample_groups}")
+        if self.resample_groups and self.world_size > 1:
+            # Each process would draw a different number of groups, and the generation of every
+            # draw is a collective under ZeRO-3 and vLLM colocate: the processes would hang.
+            raise ValueError(
+                "--resample_groups needs a single process (each rank would generate a different "
+                f"number of groups), but {self.world_size} were launched; use "
+                "--resample_groups 0"
+            )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"--max_minutes must be > 0, got {self.max_minutes}")
         if self.use_transformers_continuous_batching:
@@ -900,7 +908,7 @@ def build_trainer(
         generator_factory=generator_factory,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
-    trainer = GRPOTrainer(
+    return GRPOTrainer(
         model=model,
         reward_funcs=[retry_success],
         args=args,
@@ -910,15 +918,6 @@ def build_trainer(
         callbacks=callbacks,
         rollout_func=rollout,
     )
-    if args.resample_groups and trainer.accelerator.num_processes > 1:
-        # Each process would draw a different number of groups, and the generation of every
-        # draw is a collective under ZeRO-3 and vLLM colocate: the processes would hang.
-        raise ValueError(
-            "--resample_groups needs a single process (each rank would generate a different "
-            f"number of groups), but {trainer.accelerator.num_processes} were launched; use "
-            "--resample_groups 0"
-        )
-    return trainer
 
 
 class TimeBudget(TrainerCallback):

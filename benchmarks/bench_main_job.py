@@ -30,7 +30,15 @@ from typing import Any
 from benchmarks.common import RESULTS, machine_line, read_rows, write_row
 from benchmarks.common import machine_info as _machine_info
 
-MEASURED_CODE = ["agents/grpo_reflect.py", "agents/reflection_rollout.py", "agents/evaluate.py"]
+MEASURED_CODE = [
+    "agents/grpo_reflect.py",
+    "agents/reflection_rollout.py",
+    "agents/evaluate.py",
+    "agents/backends.py",
+    "agents/models.py",
+    "agents/sampling.py",
+    "agents/rise_awr.py",  # the bf16 generation copy
+]
 PACKAGES = ["torch", "transformers", "trl", "peft"]
 GOAL_MINUTES, GOAL_GB = 6.0, 8.0
 RUNS = {"default": [], "paper recipe (--cpu_recipe false)": ["--cpu_recipe", "false"]}

@@ -241,6 +241,13 @@ def test_config_rejects_bad_combinations_with_a_fix(tmp_path, overrides, message
         make_config(tmp_path, **overrides)
 
 
+def test_dynamic_sampling_is_refused_before_a_multi_process_launch(tmp_path, monkeypatch):
+    monkeypatch.setattr(GRPOReflectConfig, "world_size", property(lambda self: 2))
+    with pytest.raises(ValueError, match="needs a single process .* 2 were launched"):
+        make_config(tmp_path, resample_groups=1)
+    assert make_config(tmp_path, resample_groups=0).resample_groups == 0
+
+
 def test_time_budget_stops_training_after_the_step_that_spends_it():
     from transformers import TrainerControl
 
