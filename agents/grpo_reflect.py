@@ -830,7 +830,7 @@ def evaluate_model(
     from agents.backends import TransformersBackend
     from agents.evaluate import evaluate
     from agents.items import distinct_indices
-    from agents.rise_awr import generation_model
+    from agents.models import generation_model
     from agents.rollout import PhaseSampling, SamplingParams
 
     options = args.env_options(held_out=True)

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BUNDLED_MODELS",
     "contiguous_head_inputs",
+    "generation_model",
     "DEFAULT_MODEL",
     "DTYPES",
     "BundledModel",
@@ -636,3 +638,22 @@ def contiguous_head_inputs(model: Any) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+def generation_model(policy: Any, dtype: torch.dtype) -> Any:
+    """A model for sampling: the policy itself, or a merged copy of it in ``dtype``."""
+    is_peft = hasattr(policy, "merge_and_unload")
+    if not is_peft and policy.dtype == dtype:
+        return policy.eval()
+    model = copy.deepcopy(policy)
+    if is_peft:
+        model = model.merge_and_unload()
+    for module in model.modules():
+        # Trainers patch ``forward`` onto the instance (TRL's fused LM-head forward,
+        # accelerate's autocast); the patch closes over the original module, so the copy would
+        # still run the original's weights in their dtype, not its own. The copy runs its
+        # class's own forward.
+        module.__dict__.pop("forward", None)
+    if getattr(model.config, "use_cache", None) is False:
+        model.config.use_cache = True  # TRL turns the KV cache off for training
+    return model.to(dtype).eval()

@@ -42,7 +42,6 @@ goes, and a killed run continues with ``--resume``.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -64,7 +63,13 @@ from agents.backends import TransformersBackend, eos_token_ids, render_prompt
 from agents.controls import CountingBackend
 from agents.evaluate import append_lines, evaluate
 from agents.items import distinct_indices
-from agents.models import DEFAULT_MODEL, DTYPES, load_model_and_tokenizer, resolve_dtype
+from agents.models import (
+    DEFAULT_MODEL,
+    DTYPES,
+    generation_model,
+    load_model_and_tokenizer,
+    resolve_dtype,
+)
 from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, Tools, rollout
 from rrr_env.tasks.base import Message
 
@@ -741,25 +746,6 @@ def load_policy(args: Args) -> tuple[Any, Any]:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config), tokenizer
-
-
-def generation_model(policy: Any, dtype: torch.dtype) -> Any:
-    """A model for sampling: the policy itself, or a merged copy of it in ``dtype``."""
-    is_peft = hasattr(policy, "merge_and_unload")
-    if not is_peft and policy.dtype == dtype:
-        return policy.eval()
-    model = copy.deepcopy(policy)
-    if is_peft:
-        model = model.merge_and_unload()
-    for module in model.modules():
-        # Trainers patch ``forward`` onto the instance (TRL's fused LM-head forward,
-        # accelerate's autocast); the patch closes over the original module, so the copy would
-        # still run the original's weights in their dtype, not its own. The copy runs its
-        # class's own forward.
-        module.__dict__.pop("forward", None)
-    if getattr(model.config, "use_cache", None) is False:
-        model.config.use_cache = True  # TRL turns the KV cache off for training
-    return model.to(dtype).eval()
 
 
 def save_checkpoint(

@@ -37,7 +37,6 @@ MEASURED_CODE = [
     "agents/backends.py",
     "agents/models.py",
     "agents/sampling.py",
-    "agents/rise_awr.py",  # the bf16 generation copy
 ]
 PACKAGES = ["torch", "transformers", "trl", "peft"]
 GOAL_MINUTES, GOAL_GB = 6.0, 8.0

@@ -305,7 +305,7 @@ def run_eval(
 
 def eval_model(policy: Any, args: argparse.Namespace) -> Any:
     """The evaluation copy of ``policy``: LoRA merged, cast to ``--eval-dtype``."""
-    from agents.rise_awr import generation_model
+    from agents.models import generation_model
 
     return generation_model(policy, getattr(torch, args.eval_dtype))
 

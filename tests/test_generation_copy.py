@@ -6,8 +6,7 @@ import types
 
 import torch
 
-from agents.models import load_model_and_tokenizer
-from agents.rise_awr import generation_model
+from agents.models import generation_model, load_model_and_tokenizer
 
 
 def test_copy_drops_trainer_patches_of_forward_and_turns_the_kv_cache_back_on():
