@@ -107,8 +107,22 @@ def _bfcl(category: str, fmt: str) -> dict[str, Any]:
 #: rrr/Countdown-v1's held-out setting of the head-to-head: ~7,200 distinct train problems.
 WIDE = {"num_count": 2, "number_range": [1, 99], "target_range": [1, 100]}
 
+#: The setting where RISE-AWR learned on validation (issue 13): the base model solves 30%.
+R50 = {"num_count": 2, "number_range": [1, 50], "target_range": [1, 100]}
+
 # Most informative first, so that a run cut short still answers the question.
 SETTINGS = [
+    # Where RISE-AWR learned the answer's form: does a cooler reflection (T = 0.7) make the
+    # greedy retry depend on it, despite the copying (109 of 140 greedy retries)?
+    Setting(
+        "qwen2.5-coder-0.5b",
+        "rrr/Countdown-v1",
+        R50,
+        "countdown-v1-n2-r50",
+        6,
+        temperature=0.7,
+        retry_temperature=0.0,
+    ),
     # Lever (c) of issue 13: the bundled 1.5B model, which follows a reflection more often,
     # with greedy retries (reward = a function of the reflection) and sampled ones (T = 0.7).
     Setting(
