@@ -58,14 +58,14 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUNDLED_MODELS",
-    "contiguous_head_inputs",
-    "generation_model",
     "DEFAULT_MODEL",
     "DTYPES",
     "BundledModel",
     "ResolvedModel",
+    "contiguous_head_inputs",
     "default_cache_dir",
     "fetch_gguf",
+    "generation_model",
     "load_model_and_tokenizer",
     "resolve_dtype",
     "resolve_model",
