@@ -59,6 +59,7 @@ from agents.reflection_rollout import (
     uniform_groups,
     with_sampling,
 )
+from agents.snapshots import check_marks, due_marks, save_snapshot
 from rrr_env.tasks.base import Message
 
 logger = logging.getLogger(__name__)
@@ -213,6 +214,9 @@ class GRPOReflectConfig(GRPOConfig):
             generates each phase of the whole batch in one call.
         max_minutes (`float` or `None`): Wall-clock training budget, collection included;
             checked after each optimizer step. ``None``: only ``max_steps`` stops training.
+        snapshot_minutes (`list[float]` or `None`): Training wall times (collection included)
+            at which the policy is also saved, after the first optimizer step past each, to
+            ``<output_dir>/snapshots/<m>min/``, for held-out learning curves. One process.
 
         > Checking a launch
 
@@ -408,6 +412,13 @@ class GRPOReflectConfig(GRPOConfig):
             "The run stops at --max_steps or the budget, whichever comes first."
         },
     )
+    snapshot_minutes: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Training wall times (minutes, collection included) at which the policy "
+            "is also saved, to <output_dir>/snapshots/<m>min/, for held-out learning curves."
+        },
+    )
 
     dry_run: bool = field(
         default=False,
@@ -489,6 +500,12 @@ class GRPOReflectConfig(GRPOConfig):
             )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"--max_minutes must be > 0, got {self.max_minutes}")
+        check_marks(self.snapshot_minutes, "--snapshot_minutes")
+        if self.snapshot_minutes and self.world_size > 1:
+            raise ValueError(
+                f"--snapshot_minutes saves from one process, but {self.world_size} were "
+                "launched; use --save_steps for multi-process checkpoints"
+            )
         if self.use_transformers_continuous_batching:
             raise ValueError(
                 "--use_transformers_continuous_batching is not supported by the RRR rollout; "
@@ -945,6 +962,37 @@ class TimeBudget(TrainerCallback):
         return control
 
 
+class TimeSnapshots(TrainerCallback):
+    """Saves the policy the first time training wall time passes each of ``marks`` minutes.
+
+    Checked after each optimizer step but the last; the snapshots go to
+    ``<run_dir>/snapshots/`` (see :mod:`agents.snapshots`). Single process only
+    (``GRPOReflectConfig`` checks it). Register it after :class:`TimeBudget`.
+
+    Args:
+        marks: Minutes, strictly increasing.
+        started: ``time.perf_counter()`` at the start of the budgeted work (e.g. collection).
+        run_dir: The run's output folder.
+        tokenizer: Saved with each snapshot.
+    """
+
+    def __init__(self, marks: Sequence[float], started: float, run_dir: Path, tokenizer: Any):
+        self.marks, self.started, self.run_dir = list(marks), started, Path(run_dir)
+        self.tokenizer = tokenizer
+        self.taken = 0
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        spent = time.perf_counter() - self.started
+        due = due_marks(self.marks, spent, self.taken)
+        # The final policy is saved anyway (TimeBudget, before this callback, may stop it).
+        last = control.should_training_stop or state.global_step >= state.max_steps
+        if due and not last:
+            info = {"train_seconds": spent, "step": state.global_step}
+            save_snapshot(self.run_dir, due[-1], kwargs["model"], self.tokenizer, info)
+            self.taken += len(due)
+        return control
+
+
 def rank0_decision(flag: bool) -> bool:
     """``flag`` as rank 0 computed it, on every rank of the default process group.
 
@@ -1047,6 +1095,10 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
     if args.max_minutes is not None:
         # The budget covers collection and training, not the evaluation in between.
         callbacks.append(TimeBudget(args.max_minutes, time.perf_counter() - collect_seconds))
+    if args.snapshot_minutes:
+        budget_start = time.perf_counter() - collect_seconds
+        marks = args.snapshot_minutes
+        callbacks.append(TimeSnapshots(marks, budget_start, Path(args.output_dir), tokenizer))
     trainer = build_trainer(
         args, model, tokenizer, dataset, peft_config=peft_config, callbacks=callbacks
     )

@@ -36,8 +36,9 @@ A run folder holds ``args.json``; ``metrics.jsonl`` (a row per iteration and per
 appended as they happen); ``targets.jsonl`` (every trained target with its history, reward,
 advantage and weight); ``eval_iter<N>_{rise,rrr}.jsonl`` (evaluation episodes of the policy
 after ``N`` iterations, appended chunk by chunk); tensorboard events; and ``checkpoint/``
-(model or LoRA adapter, tokenizer, ``trainer_state.pt``). Every file is written as the run
-goes, and a killed run continues with ``--resume``.
+(model or LoRA adapter, tokenizer, ``trainer_state.pt``); with ``--snapshot-minutes``,
+``snapshots/<m>min/`` (the policy when training time first passed each mark). Every file
+is written as the run goes, and a killed run continues with ``--resume``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from agents.models import (
     resolve_dtype,
 )
 from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, Tools, rollout
+from agents.snapshots import check_marks, due_marks, save_snapshot
 from rrr_env.tasks.base import Message
 
 logger = logging.getLogger(__name__)
@@ -173,6 +175,15 @@ class Args:
         metadata={
             "help": "Wall-clock budget of training in minutes (evaluations excluded): no new "
             "iteration starts once it is spent. The run stops at --iterations or the budget."
+        },
+    )
+    snapshot_minutes: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Training wall times (minutes) at which the policy is also saved, to "
+            "<run>/snapshots/<m>min/ at the end of the first iteration past each (not the "
+            "last: that is the final policy), for held-out learning curves "
+            "(benchmarks.rrr_vs_rise evaluates them)."
         },
     )
     items_per_iteration: int = field(
@@ -285,6 +296,7 @@ class Args:
                 )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"--max-minutes must be > 0, got {self.max_minutes}")
+        check_marks(self.snapshot_minutes, "--snapshot-minutes")
         if self.threads < 0:
             raise ValueError(f"--threads must be >= 0 (0: torch's default), got {self.threads}")
         if self.eval_n < 0:
@@ -927,6 +939,7 @@ def train(args: Args) -> TrainResult:
     started = time.perf_counter()
     iteration = start_iteration - 1
     spent = float(trainer_state.get("train_seconds", 0.0)) if trainer_state else 0.0
+    snapshots_taken = len(due_marks(args.snapshot_minutes, spent, 0))  # resumed past these
 
     if args.eval_n and start_iteration == 1 and 0 not in log.evaluated():
         backend = TransformersBackend(
@@ -1059,6 +1072,12 @@ def train(args: Args) -> TrainResult:
                 "train_seconds": spent,
             }
             save_checkpoint(run_dir / CHECKPOINT, policy, tokenizer, optimizer, state)
+        due = due_marks(args.snapshot_minutes, spent, snapshots_taken)
+        last = out_of_time or iteration == args.iterations  # the final policy is saved anyway
+        if due and not last:
+            info = {"train_seconds": spent, "iteration": iteration}
+            save_snapshot(run_dir, due[-1], policy, tokenizer, info)
+            snapshots_taken += len(due)
         if out_of_time:
             logger.info(
                 "time budget (%.1f min) spent after iteration %d", args.max_minutes, iteration

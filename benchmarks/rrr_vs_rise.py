@@ -26,6 +26,13 @@ Arms (``arm`` in the JSONL):
 Results: ``<out-dir>/results.jsonl`` (one row per arm and seed, appended when the arm is done;
 a rerun skips finished arms, and each evaluation resumes from its episode file), ``report.md``
 and ``accuracy.png``. Training checkpoints go under ``--runs-dir``.
+
+Learning curves: each trainer also saves its policy when its training time first passes
+``--curve-points`` evenly spaced marks inside the budget (15 and 30 minutes of 45 by
+default); after the end point, each snapshot is evaluated with the same protocol, and the
+points go to the row's ``held_out_curve``. A seed's row is written once all its evaluations
+are done; a seed killed before that is trained again from the start (its stale episode files
+are removed first).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import gc
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -89,6 +97,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--budget-minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument(
+        "--curve-points",
+        type=int,
+        default=2,
+        help="policies saved at evenly spaced training times inside the budget and "
+        "evaluated afterwards, for the learning curve (0: end points only)",
+    )
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--eval-split", default="test")
     parser.add_argument("--eval-n", type=int, default=200)
@@ -172,6 +187,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be an integer >= 1, got {getattr(args, name)}")
+    if args.curve_points < 0:
+        parser.error(f"--curve-points must be an integer >= 0, got {args.curve_points}")
     if args.budget_minutes <= 0:
         parser.error(f"--budget-minutes must be > 0, got {args.budget_minutes}")
     if args.attempt_max_tokens < 1 or args.reflection_max_tokens < 1:
@@ -222,6 +239,12 @@ def setting_name(args: argparse.Namespace) -> str:
 
 
 # -- evaluation ----------------------------------------------------------------------------
+
+
+def curve_marks(args: argparse.Namespace) -> list[float] | None:
+    """Training times (minutes) of the learning curve's inner points, or ``None``."""
+    n = args.curve_points
+    return [args.budget_minutes * k / (n + 1) for k in range(1, n + 1)] or None
 
 
 def protocol(arm: str) -> dict[str, Any]:
@@ -303,6 +326,26 @@ def run_eval(
     return {**arm_scores(arm, episodes), "eval_seconds": time.perf_counter() - started}
 
 
+def held_out_curve(
+    arm: str, seed: int, run_dir: Path, args: argparse.Namespace, episodes_dir: Path
+) -> list[dict[str, Any]]:
+    """Scores of each policy snapshot in ``run_dir``, in order of training time."""
+    from agents.snapshots import list_snapshots, load_snapshot
+
+    points = []
+    for path, info in list_snapshots(run_dir):
+        policy, tokenizer = load_snapshot(path, args.model)
+        model = eval_model(policy, args)
+        del policy
+        episodes = episodes_dir / f"{arm}__seed{seed}__{info['minutes']:g}min.jsonl"
+        scores = run_eval(arm, model, tokenizer, args, episodes, seed)
+        del model
+        gc.collect()
+        position = {k: info[k] for k in ("iteration", "step") if k in info}
+        points.append({"minutes": info["train_seconds"] / 60, **position, **scores})
+    return points
+
+
 def eval_model(policy: Any, args: argparse.Namespace) -> Any:
     """The evaluation copy of ``policy``: LoRA merged, cast to ``--eval-dtype``."""
     from agents.models import generation_model
@@ -330,6 +373,7 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         seed=seed,
         max_steps=100_000,  # the budget stops it
         max_minutes=args.budget_minutes,
+        snapshot_minutes=curve_marks(args),
         learning_rate=args.learning_rate,
         lr_scheduler_type="constant",
         warmup_steps=0,
@@ -355,6 +399,8 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     model_args = ModelConfig(
         dtype="float32", use_peft=True, lora_r=args.lora_r, lora_alpha=args.lora_alpha
     )
+    run_dir = Path(config.output_dir)
+    shutil.rmtree(run_dir / "snapshots", ignore_errors=True)  # of a killed earlier run
     result = grpo_train(config, model_args)
     per_step = config.generation_batch_size
     history = [h for h in result["log_history"] if "rrr/retry_success" in h]
@@ -382,6 +428,7 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             for h in history
         ],
         "failures": result["failures"],
+        "run_dir": str(run_dir),
     }
 
 
@@ -406,6 +453,7 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         lora_alpha=args.lora_alpha,
         iterations=100_000,  # the budget stops it
         max_minutes=args.budget_minutes,
+        snapshot_minutes=curve_marks(args),
         items_per_iteration=args.rise_items,
         samples_per_item=args.rise_samples_per_item,
         best_of=args.rise_best_of,
@@ -458,6 +506,8 @@ def _mean_sd(values: Sequence[float]) -> str:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
+#: The untrained control each trained arm starts from (same evaluation protocol).
+CURVE_START = {"rrr": "vanilla", "rise": "retry"}
 LABELS = {
     "vanilla": "vanilla (own reflection, untrained)",
     "retry": 'retry without reflection ("try again")',
@@ -518,16 +568,41 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
     pairs = [("rrr", "vanilla"), ("rise", "retry"), ("rrr", "rise"), ("vanilla", "retry")]
     pairs += [("vanilla", "fixed_reflection"), ("vanilla", "best_of_2")]
     for a, b in pairs:
+        pooled = [0, 0, 0]  # gained, lost, seeds
         for row in by_arm.get(a, []):
             others = [r for r in by_arm.get(b, []) if r["seed"] in (row["seed"], 0)]
             if not others:
                 continue
             mine, theirs = set(row["solved_second"]), set(others[0]["solved_second"])
             gained, lost = len(mine - theirs), len(theirs - mine)
+            pooled = [pooled[0] + gained, pooled[1] + lost, pooled[2] + 1]
             lines.append(
                 f"| {a} vs {b} | {row['seed'] or '-'} | {gained} | {lost} | "
-                f"{sign_test(gained, lost):.2f} |"
+                f"{sign_test(gained, lost):.2g} |"
             )
+        if pooled[2] > 1:
+            lines.append(
+                f"| {a} vs {b} | pooled ({pooled[2]} seeds) | {pooled[0]} | {pooled[1]} | "
+                f"{sign_test(pooled[0], pooled[1]):.2g} |"
+            )
+    traced = [r for arm in TRAINED_ARMS for r in by_arm.get(arm, []) if r.get("held_out_curve")]
+    if traced:
+        lines += [
+            "",
+            "Held-out accuracy during training (1st / 2nd try; policy snapshots evaluated with "
+            "the same protocol; the first point is the arm's untrained control):",
+            "",
+        ]
+        for row in traced:
+            start = next((r for r in by_arm.get(CURVE_START[row["arm"]], [])), None)
+            points = ([(0.0, start)] if start else []) + [
+                (p["minutes"], p) for p in row["held_out_curve"]
+            ]
+            points.append((row["train_seconds"] / 60, row))
+            shown = ", ".join(
+                f"{m:.1f} min {p['first_try']:.3f} / {p['second_try']:.3f}" for m, p in points
+            )
+            lines.append(f"- {row['arm']} seed {row['seed']}: {shown}")
     curves = [r for r in by_arm.get("rrr", []) if r.get("curve")]
     if curves:
         lines += ["", "RRR retry success of the sampled groups by step:", ""]
@@ -570,11 +645,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for ax, key, title in zip(
         axes, ("first_try", "second_try"), ("1st try", "2nd try"), strict=True
     ):
-        for arm, start, color in (("rrr", "vanilla", "C0"), ("rise", "retry", "C1")):
+        for arm, color in (("rrr", "C0"), ("rise", "C1")):
+            start = base.get(CURVE_START[arm])
             for row in (r for r in rows if r["arm"] == arm):
-                x0 = base[start][key] if start in base else None
-                xs = [0, row["train_seconds"] / 60]
-                ys = [x0 if x0 is not None else row[key], row[key]]
+                points = [*row.get("held_out_curve", []), row]
+                xs = [0.0] if start else []
+                ys = [start[key]] if start else []
+                xs += [p["minutes"] for p in points[:-1]] + [row["train_seconds"] / 60]
+                ys += [p[key] for p in points]
                 ax.plot(xs, ys, "o-", color=color, label=f"{arm} seed {row['seed']}")
         for arm, style in (("fixed_reflection", ":"), ("best_of_2", "--")):
             if arm in base:
@@ -626,10 +704,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "command": command,
     }
 
-    def finish(arm: str, seed: int, extra: dict[str, Any], model: Any, tokenizer: Any) -> None:
-        path = out / "episodes" / f"{arm}__seed{seed}.jsonl"
-        scores = run_eval(arm, model, tokenizer, args, path, seed)
-        row = {"arm": arm, "seed": seed, **common, **extra, **scores}
+    def episodes(arm: str, seed: int) -> Path:
+        return out / "episodes" / f"{arm}__seed{seed}.jsonl"
+
+    def finish(arm: str, seed: int, fields: dict[str, Any]) -> None:
+        row = {"arm": arm, "seed": seed, **common, **fields}
         row["machine"] = machine_info(MEASURED_CODE, PACKAGES)
         row["python"] = platform.python_version()
         append_lines(results, [row])
@@ -642,20 +721,27 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         model = eval_model(base, args)
         del base
         for arm in controls:
-            finish(arm, 0, {}, model, tokenizer)
+            finish(arm, 0, run_eval(arm, model, tokenizer, args, episodes(arm, 0), 0))
         del model
     for seed in range(1, args.seeds + 1):
         for arm, trainer in (("rrr", train_rrr), ("rise", train_rise)):
             if arm not in args.arms or (arm, seed) in done:
                 continue
+            # Episodes of a seed killed before its row was written came from a model that
+            # is gone: this seed trains again from the start.
+            stale = [episodes(arm, seed), *(out / "episodes").glob(f"{arm}__seed{seed}__*")]
+            for path in stale:
+                path.unlink(missing_ok=True)
             trained = trainer(args, seed)
             policy, tokenizer = trained.pop("policy"), trained.pop("tokenizer")
             model = eval_model(policy, args)
             del policy
             gc.collect()  # the trainer's reference cycles hold gigabytes until collected
-            finish(arm, seed, trained, model, tokenizer)
+            scores = run_eval(arm, model, tokenizer, args, episodes(arm, seed), seed)
             del model
             gc.collect()
+            curve = held_out_curve(arm, seed, Path(trained["run_dir"]), args, out / "episodes")
+            finish(arm, seed, {**trained, **scores, "held_out_curve": curve})
     if rows:
         (out / "report.md").write_text(render(rows, args, command))
         plot(rows, out / "accuracy.png")

@@ -369,6 +369,7 @@ def test_lora_trains_only_the_adapters(tmp_path):
         ({"dtype": "fp8"}, "--dtype must be one of"),
         ({"eval_n": -1}, "--eval-n must be >= 0"),
         ({"max_minutes": -1.0}, "--max-minutes must be > 0"),
+        ({"snapshot_minutes": [10.0, 5.0]}, "--snapshot-minutes must be strictly increasing"),
     ],
 )
 def test_bad_args_raise_clear_errors(overrides, message):

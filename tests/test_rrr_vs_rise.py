@@ -17,6 +17,8 @@ from benchmarks.rrr_vs_rise import (
     MEASURED_CODE,
     PACKAGES,
     arm_scores,
+    curve_marks,
+    held_out_curve,
     main,
     parse_args,
     protocol,
@@ -117,6 +119,7 @@ def test_sign_test_by_hand():
         (["--env-kwargs", "[1]"], "JSON object"),
         (["--env-kwargs", "{oops"], "not valid JSON"),
         (["--arms", "oracle"], "invalid choice"),
+        (["--curve-points", "-1"], "--curve-points must be an integer >= 0"),
     ],
 )
 def test_bad_command_lines_fail_clearly(argv, message, capsys):
@@ -168,6 +171,8 @@ def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path)
         row = by_arm[arm]
         assert row["updates"] >= 1 and row["train_generated_tokens"] > 0
         assert row["train_seconds"] > 0
+        # The quick budget ends within the first iteration/step: no inner curve points.
+        assert row["held_out_curve"] == []
     assert by_arm["rrr"]["curve"], "retry success logged per step"
     for row in rows:
         assert row["items"] == 2 and 0 <= row["first_try"] <= row["second_try"] <= 1
@@ -181,3 +186,66 @@ def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path)
     again = main(argv)
     key = lambda r: (r["arm"], r["seed"], r["first_try"], r["second_try"])  # noqa: E731
     assert sorted(map(key, again)) == sorted(map(key, rows)), "a rerun finds every arm done"
+
+
+def test_curve_marks_split_the_budget_evenly():
+    assert curve_marks(parse_args(["--budget-minutes", "45"])) == [15.0, 30.0]
+    assert curve_marks(parse_args(["--budget-minutes", "60", "--curve-points", "3"])) == [
+        15.0,
+        30.0,
+        45.0,
+    ]
+    assert curve_marks(parse_args(["--curve-points", "0"])) is None
+
+
+def test_report_pools_the_seeds_and_draws_the_held_out_curve():
+    base = {"machine": machine_info(MEASURED_CODE, PACKAGES), "items": 4}
+    base["eval_generated_tokens"] = 10
+    retry = {**base, "arm": "retry", "seed": 0, "first_try": 0.25, "second_try": 0.25}
+    retry["solved_second"] = [0]
+    rows = [retry]
+    for seed, solved in ((1, [0, 1, 2]), (2, [1, 2, 3])):
+        point = {"minutes": 15.2, "iteration": 2, "first_try": 0.5, "second_try": 0.5}
+        rows.append(
+            {**base, "arm": "rise", "seed": seed, "first_try": 0.75, "second_try": 0.75}
+            | {"solved_second": solved, "train_seconds": 2880.0, "held_out_curve": [point]}
+        )
+    report = render(rows, parse_args([]), "cmd")
+    # Seed 1 gains items 1 and 2; seed 2 gains 1, 2 and 3 and loses 0.
+    assert "| rise vs retry | pooled (2 seeds) | 5 | 1 | 0.22 |" in report
+    assert (
+        "- rise seed 2: 0.0 min 0.250 / 0.250, 15.2 min 0.500 / 0.500, 48.0 min 0.750 / 0.750"
+        in (report)
+    )
+
+
+@pytest.mark.slow
+def test_snapshots_of_a_rise_run_become_points_of_the_held_out_curve(tmp_path):
+    from agents.rise_awr import Args, train
+
+    env_kwargs = json.dumps({"num_count": 2, "number_range": [1, 20], "size": 50})
+    run = train(
+        Args(
+            output_dir=str(tmp_path / "runs"),
+            env_kwargs=env_kwargs,
+            model="smollm2-135m",
+            use_peft=True,
+            lora_r=4,
+            iterations=2,
+            items_per_iteration=1,
+            samples_per_item=2,
+            best_of=2,
+            max_new_tokens=8,
+            eval_n=0,
+            threads=1,
+            train_on_failures=True,
+            # Both marks pass in iteration 1: one snapshot; iteration 2 is the end point.
+            snapshot_minutes=[1e-6, 2e-6],
+        )
+    )
+    args = parse_args(["--quick", "--model", "smollm2-135m", "--env-kwargs", env_kwargs])
+    points = held_out_curve("rise", 1, run.run_dir, args, tmp_path)
+    assert len(points) == 1 and points[0]["iteration"] == 1
+    assert 0 < points[0]["minutes"] < run.train_seconds / 60
+    assert points[0]["items"] == 2 and 0 <= points[0]["first_try"] <= points[0]["second_try"]
+    assert (tmp_path / "rise__seed1__2e-06min.jsonl").exists()

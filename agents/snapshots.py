@@ -1,0 +1,91 @@
+"""Policy snapshots at fixed training wall times, for held-out learning curves.
+
+A trainer given ``snapshot_minutes`` saves its policy (the LoRA adapter, or the whole model
+without LoRA) the first time its training wall time passes each mark, into
+``<run>/snapshots/<minutes>min/`` with a ``snapshot.json`` that records the exact training
+seconds and the iteration or step. ``benchmarks.rrr_vs_rise`` evaluates them afterwards, so
+a curve's points come from the same greedy held-out protocol as its end point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "INFO_FILE",
+    "SNAPSHOTS",
+    "check_marks",
+    "due_marks",
+    "list_snapshots",
+    "load_snapshot",
+    "save_snapshot",
+]
+
+#: Folder of a run's snapshots.
+SNAPSHOTS = "snapshots"
+#: What a snapshot records besides the weights: ``minutes`` (its mark), ``train_seconds``.
+INFO_FILE = "snapshot.json"
+
+
+def check_marks(marks: Sequence[float] | None, flag: str) -> None:
+    """Raise ``ValueError`` unless ``marks`` are finite, positive and strictly increasing."""
+    if not marks:
+        return
+    if not all(math.isfinite(m) and m > 0 for m in marks):
+        raise ValueError(f"{flag} must be positive minutes, got {list(marks)}")
+    if any(b <= a for a, b in zip(marks, marks[1:], strict=False)):
+        raise ValueError(f"{flag} must be strictly increasing, got {list(marks)}")
+
+
+def due_marks(marks: Sequence[float] | None, train_seconds: float, taken: int) -> list[float]:
+    """The marks after the first ``taken`` that ``train_seconds`` of training have passed.
+
+    Marks passed together (one long iteration) describe the same weights: the caller saves
+    one snapshot, named after the last of them, and counts them all as taken.
+    """
+    return [m for m in (marks or [])[taken:] if train_seconds >= 60.0 * m]
+
+
+def save_snapshot(
+    run_dir: Path, minutes: float, policy: Any, tokenizer: Any, info: dict[str, Any]
+) -> Path:
+    """Save ``policy`` and ``tokenizer`` as the snapshot of mark ``minutes``; return its folder.
+
+    ``info`` (at least ``train_seconds``) goes to ``snapshot.json``, written last, so a folder
+    without it is an interrupted save and :func:`list_snapshots` ignores it.
+    """
+    path = Path(run_dir) / SNAPSHOTS / f"{minutes:g}min"
+    shutil.rmtree(path, ignore_errors=True)
+    policy.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / INFO_FILE).write_text(json.dumps({"minutes": minutes, **info}, indent=2))
+    return path
+
+
+def list_snapshots(run_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The complete snapshots of a run, as (folder, info), in order of training time."""
+    found = []
+    for info_file in (Path(run_dir) / SNAPSHOTS).glob(f"*/{INFO_FILE}"):
+        found.append((info_file.parent, json.loads(info_file.read_text())))
+    return sorted(found, key=lambda item: item[1]["train_seconds"])
+
+
+def load_snapshot(path: Path, base_model: str, dtype: str = "float32") -> tuple[Any, Any]:
+    """The model and tokenizer of a snapshot: ``base_model`` plus its adapter, merged.
+
+    A snapshot without ``adapter_config.json`` holds a whole model and is loaded as one.
+    """
+    from agents.models import load_model_and_tokenizer
+
+    path = Path(path)
+    if not (path / "adapter_config.json").exists():
+        return load_model_and_tokenizer(str(path), dtype=dtype)
+    from peft import PeftModel
+
+    model, tokenizer = load_model_and_tokenizer(base_model, dtype=dtype)
+    return PeftModel.from_pretrained(model, str(path)).merge_and_unload(), tokenizer
