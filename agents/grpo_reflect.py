@@ -461,7 +461,13 @@ class GRPOReflectConfig(GRPOConfig):
                 f"--credit {self.credit} trains the retry's tokens, which TRL scores at "
                 "--temperature; use --credit reflection or drop the retry options"
             )
-        self.env_options()  # raises on bad JSON
+        options = self.env_options()  # raises on bad JSON
+        if self.credit != "reflection" and options.get("retry_context") == "reflection":
+            raise ValueError(
+                f"--credit {self.credit} trains reflection and retry as one sequence, but "
+                "retry_context='reflection' starts the retry in a fresh conversation; use "
+                "--credit reflection"
+            )
         reserved = sorted(set(json.loads(self.env_kwargs)) & {*EPISODE_OPTIONS, "split"})
         if reserved:
             raise ValueError(
@@ -691,6 +697,11 @@ class ReflectRetryRollout:
             logprobs = batch.reflection_logprobs
             env_mask = None
         else:
+            if not all(batch.retry_continues):
+                raise ValueError(
+                    f"credit {self.credit!r} needs retries that continue the reflection's "
+                    "sequence; the env started them afresh (retry_context='reflection')"
+                )
             completion_ids, env_mask = [], []
             for r, s, a in zip(
                 batch.reflection_ids, batch.retry_prompt_ids, batch.retry_ids, strict=True

@@ -253,7 +253,9 @@ class RolloutBatch:
     Attributes:
         prompt_ids: The reflection prompt (failed attempt + reflection request), rendered.
         reflection_ids: The sampled reflection (ends with EOS unless it hit the limit).
-        retry_prompt_ids: What the env adds before the retry (end of turn + task posed again).
+        retry_prompt_ids: What the env adds before the retry (end of turn + task posed again);
+            where the env starts the retry in a fresh conversation (``retry_context=
+            "reflection"``), that whole conversation, rendered.
         retry_ids: The sampled retry.
         reflections: Reflection texts.
         retries: Retry texts.
@@ -262,6 +264,8 @@ class RolloutBatch:
         reflection_logprobs: Sampling logprobs of the reflection tokens, if the engine gives them.
         retry_logprobs: Sampling logprobs of the retry tokens, if the engine gives them.
         reflection_stopped: Whether each reflection ended with EOS.
+        retry_continues: Whether each retry continues the reflection's sequence (prompt +
+            reflection + retry prompt), rather than a fresh conversation.
     """
 
     prompt_ids: list[list[int]]
@@ -275,6 +279,7 @@ class RolloutBatch:
     reflection_logprobs: list[list[float]] | None
     retry_logprobs: list[list[float]] | None
     reflection_stopped: list[bool]
+    retry_continues: list[bool]
 
 
 def uniform_groups(rewards: Sequence[float], group_size: int) -> list[int]:
@@ -381,7 +386,8 @@ def reflect_and_retry(
 
     Two generation calls in all: every reflection, then every retry. The retry is generated
     from the token-level continuation ``prompt + reflection + end of turn + retry request``,
-    so the sequence TRL scores is exactly the sequence that was sampled.
+    so the sequence TRL scores is exactly the sequence that was sampled; or, where the env
+    starts the retry in a fresh conversation (``retry_context="reflection"``), from that.
 
     ``retry_generate`` samples the retries (default: ``generate``): a greedy one makes the
     reward a function of the reflection alone, without the retry's sampling noise.
@@ -397,18 +403,23 @@ def reflect_and_retry(
     reflections = [tokenizer.decode(ids, skip_special_tokens=True) for ids in reflection_ids]
     stopped = [bool(ids) and ids[-1] in eos_ids for ids in reflection_ids]
 
-    retry_prompt_ids = []
+    retry_prompt_ids, continues, contexts = [], [], []
     for k, env in enumerate(envs):
         obs, _, _, _, info = env.step(reflections[k])
         if info["phase"] != "retry":
             raise RuntimeError(f"expected the retry phase after a reflection, got {info['phase']}")
         done = [*prompts[k], {"role": "assistant", "content": reflections[k]}]
+        if obs[: len(done)] != done:  # the env starts the retry afresh (retry_context)
+            context = render(tokenizer, obs, tools[k], generation=True)
+            retry_prompt_ids.append(context)
+            continues.append(False)
+            contexts.append(context)
+            continue
         end_of_turn, suffix = turn_suffix_ids(tokenizer, done, obs[len(done) :], tools[k], eos_ids)
         # A reflection cut at the token limit has no end-of-turn token yet: the env closes it.
         retry_prompt_ids.append(suffix if stopped[k] else [end_of_turn, *suffix])
-    contexts = [
-        p + r + s for p, r, s in zip(prompt_ids, reflection_ids, retry_prompt_ids, strict=True)
-    ]
+        continues.append(True)
+        contexts.append(prompt_ids[k] + reflection_ids[k] + retry_prompt_ids[-1])
 
     retry_ids, retry_logprobs = (retry_generate or generate)(contexts, retry_max_tokens, 1)
     retries = [tokenizer.decode(ids, skip_special_tokens=True) for ids in retry_ids]
@@ -431,4 +442,5 @@ def reflect_and_retry(
         reflection_logprobs=reflection_logprobs,
         retry_logprobs=retry_logprobs,
         reflection_stopped=stopped,
+        retry_continues=continues,
     )

@@ -104,6 +104,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="policies saved at evenly spaced training times inside the budget and "
         "evaluated afterwards, for the learning curve (0: end points only)",
     )
+    parser.add_argument(
+        "--retry-context",
+        default="conversation",
+        choices=("conversation", "reflection"),
+        help="what a retry after a reflection sees (the env's retry_context): the whole "
+        "conversation (the paper), or the task and the reflection without the failed attempt; "
+        "for RRR's training and the arms evaluated with a reflection",
+    )
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--eval-split", default="test")
     parser.add_argument("--eval-n", type=int, default=200)
@@ -221,6 +229,8 @@ def check_arms(args: argparse.Namespace) -> None:
     """
     kwargs = json.loads(args.env_kwargs)
     check_env(args.env, {**kwargs, "split": args.eval_split})
+    if set(args.arms) & {"vanilla", "fixed_reflection", "rrr"}:
+        check_env(args.env, {**kwargs, **reflect_options(args), "split": args.eval_split})
     if set(args.arms) & set(TRAINED_ARMS):
         check_env(args.env, {**kwargs, "split": args.train_split})
     check_model(args.model)
@@ -245,6 +255,11 @@ def curve_marks(args: argparse.Namespace) -> list[float] | None:
     """Training times (minutes) of the learning curve's inner points, or ``None``."""
     n = args.curve_points
     return [args.budget_minutes * k / (n + 1) for k in range(1, n + 1)] or None
+
+
+def reflect_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Env options of episodes with a reflection: ``retry_context`` unless it is the default."""
+    return {} if args.retry_context == "conversation" else {"retry_context": args.retry_context}
 
 
 def protocol(arm: str) -> dict[str, Any]:
@@ -298,6 +313,8 @@ def run_eval(
 
     spec = protocol(arm)
     options = {"split": args.eval_split, **json.loads(args.env_kwargs), **spec["env"]}
+    if spec["env"]["reflect"]:
+        options.update(reflect_options(args))
     # Distinct problems: a generator's small problem space repeats items.
     indices = distinct_indices(lambda: gym.make(args.env, **options), args.eval_n)
     env = gym.make(args.env, **options)
@@ -368,7 +385,7 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         output_dir=str(args.runs_dir / setting_name(args) / f"rrr_seed{seed}"),
         model=args.model,
         env_id=args.env,
-        env_kwargs=args.env_kwargs,
+        env_kwargs=json.dumps({**json.loads(args.env_kwargs), **reflect_options(args)}),
         train_split=args.train_split,
         seed=seed,
         max_steps=100_000,  # the budget stops it
@@ -537,7 +554,13 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         f"{args.eval_n} distinct problems of the `{args.eval_split}` split, "
         f"{args.attempt_max_tokens} tokens "
         f"per answer, {args.reflection_max_tokens} per reflection, every model merged and cast "
-        f"to {args.eval_dtype}.",
+        f"to {args.eval_dtype}."
+        + (
+            " A retry after a reflection sees the task and the reflection, not the failed "
+            "attempt (`--retry-context reflection`), in RRR's training and evaluation."
+            if reflect_options(args)
+            else ""
+        ),
         "",
         "| arm | seeds | 1st try | 2nd try | train min | updates | train tokens | "
         "eval tokens / item |",
@@ -702,6 +725,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "budget_minutes": args.budget_minutes,
         "eval_n": args.eval_n,
         "command": command,
+        **reflect_options(args),
     }
 
     def episodes(arm: str, seed: int) -> Path:

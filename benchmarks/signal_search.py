@@ -112,6 +112,18 @@ R50 = {"num_count": 2, "number_range": [1, 50], "target_range": [1, 100]}
 
 # Most informative first, so that a run cut short still answers the question.
 SETTINGS = [
+    # 45 of 48 greedy retries copied the failed attempt (next setting): a retry that sees the
+    # task and the reflection but not the attempt (the env's retry_context="reflection")
+    # cannot copy it, so the reflection is all it learns from the failure.
+    Setting(
+        "qwen2.5-coder-0.5b",
+        "rrr/Countdown-v1",
+        {**R50, "retry_context": "reflection"},
+        "countdown-v1-n2-r50+retry-from-reflection",
+        12,
+        temperature=0.7,
+        retry_temperature=0.0,
+    ),
     # Where RISE-AWR learned the answer's form: does a cooler reflection (T = 0.7) make the
     # greedy retry depend on it, despite the copying (109 of 140 greedy retries)?
     Setting(

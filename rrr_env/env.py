@@ -14,6 +14,14 @@ from rrr_env.verdict import Verdict
 
 Phase = Literal["attempt", "reflection", "retry", "done"]
 FEEDBACK_MODES = ("binary", "none")
+#: What the retry sees after a reflection (``retry_context``).
+RETRY_CONTEXTS = ("conversation", "reflection")
+
+#: With ``retry_context="reflection"``, the first user turn of the retry: this, then the task.
+REFLECTION_NOTE = (
+    "Your earlier answer to the problem below was incorrect. Your reflection on what went "
+    "wrong:\n\n{reflection}\n\nThe problem:\n\n"
+)
 
 #: The user turn between attempts when the env must not reveal correctness
 #: (``reflect=False, feedback="none"``: RISE's evaluation without an oracle).
@@ -75,11 +83,18 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
     - ``feedback``: ``"binary"`` tells the model it was wrong and ends on success;
       ``"none"`` says nothing about correctness, never ends early and grades every answer
       (RISE without an oracle; requires ``reflect=False``).
+    - ``retry_context``: what the retry sees after a reflection. ``"conversation"``
+      (default, the RRR paper): the whole conversation, the task posed again at its end.
+      ``"reflection"``: a fresh conversation, the task with the reflection in front of it and
+      without the failed attempt, which a small model otherwise tends to copy verbatim; the
+      observation is then not an extension of the previous one. Needs ``reflect=True``.
     - ``render_mode``: ``None`` or ``"ansi"``.
     - Any further keyword is an option of the task (e.g. ``split``); unknown ones raise.
 
     ## Version History
 
+    - Unreleased (every version): the ``retry_context`` option; its default keeps the
+      observations of earlier releases.
     - v1 (``rrr/Countdown-v1`` only): a ``validation`` split, 10% of the problems, taken from
       v0's train split (``validation_percent=10``); the test split is v0's.
     - v0: initial release. Since 0.1 (same prompts, verdicts and rewards): every task takes
@@ -106,6 +121,7 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
         max_attempts: int = 2,
         reflect: bool = True,
         feedback: str = "binary",
+        retry_context: str = "conversation",
         render_mode: str | None = None,
         **task_options: Any,
     ) -> None:
@@ -127,11 +143,21 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
                 "reflect=True needs feedback='binary': the reflection request tells the model "
                 "its answer was wrong. Use reflect=False for RISE's no-oracle evaluation."
             )
+        if retry_context not in RETRY_CONTEXTS:
+            raise ValueError(
+                f"retry_context must be one of {RETRY_CONTEXTS}, got {retry_context!r}"
+            )
+        if retry_context == "reflection" and not reflect:
+            raise ValueError(
+                "retry_context='reflection' puts the reflection in place of the failed "
+                "attempt, so it needs reflect=True"
+            )
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.max_attempts = max_attempts
         self.reflect = reflect
         self.feedback = feedback
+        self.retry_context = retry_context
         self.render_mode = render_mode
 
         self.action_space = UnicodeText(MAX_ACTION_CHARS)
@@ -187,7 +213,18 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
 
         self._messages.append({"role": "assistant", "content": action})
         if self._phase == "reflection":
-            self._messages.extend(dict(m) for m in self.task.retry_prompt(self._item))
+            retry = [dict(m) for m in self.task.retry_prompt(self._item)]
+            if self.retry_context == "reflection":
+                # The retry sees the task and the reflection, not the failed attempt, so it
+                # cannot copy the attempt: whatever it learned from the failure, it learned
+                # through the reflection.
+                first = next(i for i, m in enumerate(retry) if m["role"] == "user")
+                note = REFLECTION_NOTE.format(reflection=action)
+                retry[first]["content"] = note + retry[first]["content"]
+                system = [m for m in self._messages if m["role"] == "system"][:1]
+                self._messages = [*system, *retry]
+            else:
+                self._messages.extend(retry)
             self._attempt += 1
             self._phase = "retry"
             return self._observation(), 0.0, False, False, self._info(None)

@@ -13,7 +13,7 @@ from gymnasium.utils.env_checker import check_env
 
 import rrr_env
 from rrr_env import ENV_IDS, ReflectRetryEnv
-from rrr_env.env import NEUTRAL_RETRY_REQUEST
+from rrr_env.env import NEUTRAL_RETRY_REQUEST, REFLECTION_NOTE
 from rrr_env.tasks.countdown import CountdownTask
 
 gym.register_envs(rrr_env)
@@ -113,6 +113,35 @@ def test_wrong_then_right_goes_through_reflection(countdown_task):
     assert [m["role"] for m in obs] == roles
 
 
+def test_a_retry_from_the_reflection_sees_the_task_and_reflection_not_the_attempt(
+    countdown_task,
+):
+    env = ReflectRetryEnv(countdown_task, retry_context="reflection", max_attempts=3)
+    obs, _ = env.reset(options={"index": 1})
+    system, user_prompt = obs[0], obs[1]["content"]
+    obs, *_ = env.step("\\boxed{1 + 2}")
+    assert obs[-1] == {"role": "user", "content": countdown_task.reflection_request}
+
+    obs, reward, terminated, _, info = env.step("I used numbers I was not given.")
+    assert (reward, terminated, info["phase"], info["attempt"]) == (0.0, False, "retry", 2)
+    note = REFLECTION_NOTE.format(reflection="I used numbers I was not given.")
+    assert obs == [system, {"role": "user", "content": note + user_prompt}]
+    assert all("boxed{1 + 2}" not in m["content"] for m in obs), "the attempt is gone"
+
+    # A wrong retry asks for a reflection on it; the next retry sees only the newest one.
+    obs, _, _, _, info = env.step("\\boxed{3 + 4}")
+    assert info["phase"] == "reflection" and obs[-2]["content"] == "\\boxed{3 + 4}"
+    obs, *_ = env.step("Second thoughts.")
+    assert obs == [system, {"role": "user", "content": REFLECTION_NOTE.format(
+        reflection="Second thoughts.") + user_prompt}]  # fmt: skip
+    obs, reward, terminated, _, info = env.step(correct_answer(env.item))
+    assert (reward, terminated) == (1.0, True)
+    assert [v.correct for v in info["verdicts"]] == [False, False, True]
+    assert gym.make("rrr/Countdown-v1", retry_context="reflection").unwrapped.retry_context == (
+        "reflection"
+    )
+
+
 def test_wrong_wrong_ends_after_last_attempt(countdown_task):
     env = ReflectRetryEnv(countdown_task, max_attempts=2)
     env.reset(options={"index": 2})
@@ -184,6 +213,8 @@ def test_observations_are_fresh_objects(countdown_task):
         ({"render_mode": "human"}, ValueError, "render_mode"),
         ({"splt": "test"}, TypeError, "splt"),
         ({"task": "chess"}, ValueError, "unknown task"),
+        ({"retry_context": "attempt"}, ValueError, "retry_context must be one of"),
+        ({"retry_context": "reflection", "reflect": False}, ValueError, "needs reflect=True"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, error, match):

@@ -234,6 +234,10 @@ def test_config_has_the_paper_defaults_and_per_device_precision(tmp_path):
         ({"use_transformers_continuous_batching": True}, "--use_vllm"),
         ({"max_minutes": 0}, "--max_minutes must be > 0"),
         ({"resample_groups": -1}, "--resample_groups must be >= 0"),
+        (
+            {"credit": "reflection+retry", "env_kwargs": '{"retry_context": "reflection"}'},
+            "use --credit reflection",
+        ),
     ],
 )
 def test_config_rejects_bad_combinations_with_a_fix(tmp_path, overrides, message):
@@ -369,6 +373,34 @@ def test_rollout_rewards_are_the_env_verdicts_on_known_retries(smol, tmp_path):
     obs, *_ = env.step(GOOD)
     assert obs[: len(conversation)] == conversation
     assert context == render_prompt(tokenizer, obs)
+
+
+def test_a_retry_from_the_reflection_alone_cannot_see_the_failed_attempt(smol, tmp_path):
+    _, tokenizer = smol
+    config = make_config(tmp_path, env_kwargs='{"retry_context": "reflection"}')
+    rows = failure_rows(config, 3)
+    replayer = EpisodeReplayer(lambda: gym.make(config.env_id, **config.env_options()), rows)
+    scripted, _ = scripted_factory(tokenizer)
+    prompts = [r["prompt"] for r in rows for _ in range(2)]
+    batch = reflect_and_retry(
+        prompts,
+        replayer,
+        scripted,
+        tokenizer,
+        {scripted.eos},
+        reflection_max_tokens=12,
+        retry_max_tokens=20,
+        group_size=2,
+    )
+    assert batch.rewards == [1.0, 0.0] * 3, "the useful reflection still reaches the retry"
+    assert batch.retry_continues == [False] * 6
+    env = gym.make(config.env_id, **config.env_options())
+    env.reset(options={"index": 0})
+    env.step(prompts[0][-2]["content"])
+    obs, *_ = env.step(GOOD)
+    assert batch.retry_prompt_ids[0] == render_prompt(tokenizer, obs), "the env's fresh context"
+    retry_context = tokenizer.decode(batch.retry_prompt_ids[0])
+    assert GOOD in retry_context and "I do not know." not in retry_context
 
 
 def test_sampled_retries_are_graded_by_the_env(smol, tmp_path):

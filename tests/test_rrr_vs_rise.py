@@ -22,6 +22,7 @@ from benchmarks.rrr_vs_rise import (
     main,
     parse_args,
     protocol,
+    reflect_options,
     render,
     sign_test,
 )
@@ -249,3 +250,17 @@ def test_snapshots_of_a_rise_run_become_points_of_the_held_out_curve(tmp_path):
     assert 0 < points[0]["minutes"] < run.train_seconds / 60
     assert points[0]["items"] == 2 and 0 <= points[0]["first_try"] <= points[0]["second_try"]
     assert (tmp_path / "rise__seed1__2e-06min.jsonl").exists()
+
+
+def test_retry_context_reaches_only_the_episodes_with_a_reflection():
+    assert reflect_options(parse_args([])) == {}, "the paper's default adds no env option"
+    args = parse_args(["--retry-context", "reflection"])
+    assert reflect_options(args) == {"retry_context": "reflection"}
+    for arm in ("vanilla", "fixed_reflection", "rrr"):
+        env = gym.make("rrr/Countdown-v0", **protocol(arm)["env"], **reflect_options(args))
+        assert env.unwrapped.retry_context == "reflection"
+    base = {"machine": machine_info(MEASURED_CODE, PACKAGES), "items": 1, "seed": 0}
+    row = {**base, "arm": "vanilla", "first_try": 0.0, "second_try": 0.0, "solved_second": []}
+    row["eval_generated_tokens"] = 1
+    assert "`--retry-context reflection`" in render([row], args, "cmd")
+    assert "--retry-context" not in render([row], parse_args([]), "cmd")
