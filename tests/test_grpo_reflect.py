@@ -26,6 +26,7 @@ from agents.grpo_reflect import (
     GRPOReflectConfig,
     ReflectRetryRollout,
     TimeBudget,
+    TimeSnapshots,
     apply_cpu_recipe,
     build_trainer,
     format_result,
@@ -41,6 +42,7 @@ from agents.reflection_rollout import (
     TRLVLLMGenerator,
     reflect_and_retry,
 )
+from agents.snapshots import list_snapshots, load_snapshot
 from rrr_env.tasks.countdown_solver import solve
 
 gym.register_envs(rrr_env)
@@ -592,13 +594,23 @@ def test_vllm_generation_goes_through_trls_engine_for_both_phases(smol, tmp_path
 def test_two_steps_train_only_the_reflection_tokens(dataset, tmp_path):
     model, tokenizer = load_model_and_tokenizer("smollm2-135m", dtype="float32")
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, warmup_steps=0)  # step 1 moves the weights too
     scripted, factory = scripted_factory(tokenizer)
-    trainer = build_trainer(config, model, tokenizer, dataset, generator_factory=factory)
+    # A mark passed at once: the policy after step 1 is saved, not after the last step.
+    snapshots = TimeSnapshots([1e-6], time.perf_counter(), tmp_path / "run", tokenizer)
+    trainer = build_trainer(
+        config, model, tokenizer, dataset, generator_factory=factory, callbacks=[snapshots]
+    )
     rollouts, losses = spy_on(trainer)
     trainer.train()
 
     assert trainer.state.global_step == 2
+    [(path, info)] = list_snapshots(tmp_path / "run")
+    assert info["step"] == 1
+    name = "model.layers.0.self_attn.q_proj.weight"
+    saved = dict(load_snapshot(path, "smollm2-135m")[0].named_parameters())[name]
+    final = dict(trainer.model.named_parameters())[name]
+    assert not torch.equal(saved, before[name]) and not torch.equal(saved, final)
     changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])]
     assert len(changed) > len(before) // 2, "most parameters moved"
     logged = trainer.state.log_history[0]
