@@ -59,7 +59,7 @@ from agents.reflection_rollout import (
     uniform_groups,
     with_sampling,
 )
-from agents.snapshots import check_marks, due_marks, save_snapshot
+from agents.snapshots import SnapshotSchedule, check_marks
 from rrr_env.tasks.base import Message
 
 logger = logging.getLogger(__name__)
@@ -988,19 +988,14 @@ class TimeSnapshots(TrainerCallback):
     """
 
     def __init__(self, marks: Sequence[float], started: float, run_dir: Path, tokenizer: Any):
-        self.marks, self.started, self.run_dir = list(marks), started, Path(run_dir)
-        self.tokenizer = tokenizer
-        self.taken = 0
+        self.schedule = SnapshotSchedule(marks, run_dir)
+        self.started, self.tokenizer = started, tokenizer
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         spent = time.perf_counter() - self.started
-        due = due_marks(self.marks, spent, self.taken)
         # The final policy is saved anyway (TimeBudget, before this callback, may stop it).
-        last = control.should_training_stop or state.global_step >= state.max_steps
-        if due and not last:
-            info = {"train_seconds": spent, "step": state.global_step}
-            save_snapshot(self.run_dir, due[-1], kwargs["model"], self.tokenizer, info)
-            self.taken += len(due)
+        final = control.should_training_stop or state.global_step >= state.max_steps
+        self.schedule.after(spent, final, kwargs["model"], self.tokenizer, step=state.global_step)
         return control
 
 
@@ -1103,11 +1098,11 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
     before = evaluate_model(args, model, tokenizer, "before") if single else None
     peft_config = get_peft_config(model_args)
     callbacks = []
+    # The budget covers collection and training, not the evaluation in between.
+    budget_start = time.perf_counter() - collect_seconds
     if args.max_minutes is not None:
-        # The budget covers collection and training, not the evaluation in between.
-        callbacks.append(TimeBudget(args.max_minutes, time.perf_counter() - collect_seconds))
+        callbacks.append(TimeBudget(args.max_minutes, budget_start))
     if args.snapshot_minutes:
-        budget_start = time.perf_counter() - collect_seconds
         marks = args.snapshot_minutes
         callbacks.append(TimeSnapshots(marks, budget_start, Path(args.output_dir), tokenizer))
     trainer = build_trainer(

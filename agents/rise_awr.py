@@ -72,7 +72,7 @@ from agents.models import (
     resolve_dtype,
 )
 from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, Tools, rollout
-from agents.snapshots import check_marks, due_marks, save_snapshot
+from agents.snapshots import SnapshotSchedule, check_marks
 from rrr_env.tasks.base import Message
 
 logger = logging.getLogger(__name__)
@@ -939,7 +939,7 @@ def train(args: Args) -> TrainResult:
     started = time.perf_counter()
     iteration = start_iteration - 1
     spent = float(trainer_state.get("train_seconds", 0.0)) if trainer_state else 0.0
-    snapshots_taken = len(due_marks(args.snapshot_minutes, spent, 0))  # resumed past these
+    snapshots = SnapshotSchedule(args.snapshot_minutes, run_dir, spent)
 
     if args.eval_n and start_iteration == 1 and 0 not in log.evaluated():
         backend = TransformersBackend(
@@ -1072,12 +1072,8 @@ def train(args: Args) -> TrainResult:
                 "train_seconds": spent,
             }
             save_checkpoint(run_dir / CHECKPOINT, policy, tokenizer, optimizer, state)
-        due = due_marks(args.snapshot_minutes, spent, snapshots_taken)
-        last = out_of_time or iteration == args.iterations  # the final policy is saved anyway
-        if due and not last:
-            info = {"train_seconds": spent, "iteration": iteration}
-            save_snapshot(run_dir, due[-1], policy, tokenizer, info)
-            snapshots_taken += len(due)
+        final = out_of_time or iteration == args.iterations
+        snapshots.after(spent, final, policy, tokenizer, iteration=iteration)
         if out_of_time:
             logger.info(
                 "time budget (%.1f min) spent after iteration %d", args.max_minutes, iteration

@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "INFO_FILE",
     "SNAPSHOTS",
+    "SnapshotSchedule",
     "check_marks",
     "due_marks",
     "list_snapshots",
@@ -49,6 +50,35 @@ def due_marks(marks: Sequence[float] | None, train_seconds: float, taken: int) -
     one snapshot, named after the last of them, and counts them all as taken.
     """
     return [m for m in (marks or [])[taken:] if train_seconds >= 60.0 * m]
+
+
+class SnapshotSchedule:
+    """When a trainer saves its snapshots: once per mark passed, never for the final policy.
+
+    Args:
+        marks: Minutes of training time, strictly increasing (``None``: no snapshots).
+        run_dir: The run's folder; snapshots go to ``<run_dir>/snapshots/``.
+        spent: Training seconds already spent (a resumed run): marks it passed are taken.
+    """
+
+    def __init__(self, marks: Sequence[float] | None, run_dir: Path, spent: float = 0.0):
+        self.marks, self.run_dir = list(marks or []), Path(run_dir)
+        self.taken = len(due_marks(self.marks, spent, 0))
+
+    def after(
+        self, spent: float, final: bool, policy: Any, tokenizer: Any, **position: Any
+    ) -> Path | None:
+        """Save a snapshot if ``spent`` seconds passed a mark not yet taken; return its folder.
+
+        ``final``: the policy is the run's end point, saved anyway, so no snapshot is taken.
+        ``position`` (``iteration=`` or ``step=``) goes to ``snapshot.json``.
+        """
+        due = due_marks(self.marks, spent, self.taken)
+        if not due or final:
+            return None
+        self.taken += len(due)
+        info = {"train_seconds": spent, **position}
+        return save_snapshot(self.run_dir, due[-1], policy, tokenizer, info)
 
 
 def save_snapshot(

@@ -229,7 +229,7 @@ def check_arms(args: argparse.Namespace) -> None:
     """
     kwargs = json.loads(args.env_kwargs)
     check_env(args.env, {**kwargs, "split": args.eval_split})
-    if set(args.arms) & {"vanilla", "fixed_reflection", "rrr"}:
+    if any(protocol(arm)["env"]["reflect"] for arm in args.arms):
         check_env(args.env, {**kwargs, **reflect_options(args), "split": args.eval_split})
     if set(args.arms) & set(TRAINED_ARMS):
         check_env(args.env, {**kwargs, "split": args.train_split})
@@ -535,6 +535,15 @@ LABELS = {
 }
 
 
+def curve_points(
+    row: dict[str, Any], start: dict[str, Any] | None
+) -> list[tuple[float, dict[str, Any]]]:
+    """(training minutes, scores) of a trained row: its control at 0, snapshots, end point."""
+    points = [(0.0, start)] if start else []
+    points += [(p["minutes"], p) for p in row.get("held_out_curve", [])]
+    return [*points, (row["train_seconds"] / 60, row)]
+
+
 def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
     """The markdown report."""
     by_arm: dict[str, list[dict[str, Any]]] = {}
@@ -617,13 +626,10 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
             "",
         ]
         for row in traced:
-            start = next((r for r in by_arm.get(CURVE_START[row["arm"]], [])), None)
-            points = ([(0.0, start)] if start else []) + [
-                (p["minutes"], p) for p in row["held_out_curve"]
-            ]
-            points.append((row["train_seconds"] / 60, row))
+            start = (by_arm.get(CURVE_START[row["arm"]]) or [None])[0]
             shown = ", ".join(
-                f"{m:.1f} min {p['first_try']:.3f} / {p['second_try']:.3f}" for m, p in points
+                f"{m:.1f} min {p['first_try']:.3f} / {p['second_try']:.3f}"
+                for m, p in curve_points(row, start)
             )
             lines.append(f"- {row['arm']} seed {row['seed']}: {shown}")
     curves = [r for r in by_arm.get("rrr", []) if r.get("curve")]
@@ -671,11 +677,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         for arm, color in (("rrr", "C0"), ("rise", "C1")):
             start = base.get(CURVE_START[arm])
             for row in (r for r in rows if r["arm"] == arm):
-                points = [*row.get("held_out_curve", []), row]
-                xs = [0.0] if start else []
-                ys = [start[key]] if start else []
-                xs += [p["minutes"] for p in points[:-1]] + [row["train_seconds"] / 60]
-                ys += [p[key] for p in points]
+                points = curve_points(row, start)
+                xs, ys = [m for m, _ in points], [p[key] for _, p in points]
                 ax.plot(xs, ys, "o-", color=color, label=f"{arm} seed {row['seed']}")
         for arm, style in (("fixed_reflection", ":"), ("best_of_2", "--")):
             if arm in base:

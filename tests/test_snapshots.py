@@ -13,6 +13,7 @@ from agents.grpo_reflect import GRPOReflectConfig, TimeSnapshots
 from agents.snapshots import (
     INFO_FILE,
     SNAPSHOTS,
+    SnapshotSchedule,
     check_marks,
     due_marks,
     list_snapshots,
@@ -41,6 +42,15 @@ def test_due_marks_are_the_passed_ones_not_yet_taken():
     assert due_marks([15, 30], 60 * 20, 1) == []
     assert due_marks([15, 30], 60 * 31, 0) == [15, 30], "one long step passed both"
     assert due_marks([15, 30], 60 * 31, 1) == [30]
+
+
+def test_a_resumed_schedule_skips_the_marks_its_run_already_passed(tmp_path):
+    schedule = SnapshotSchedule([15, 30], tmp_path, spent=60 * 20)
+    assert schedule.taken == 1
+    # Nothing due (15 is taken, 30 not reached): nothing is saved, so no model is needed.
+    assert schedule.after(60 * 25, False, None, None, iteration=3) is None
+    assert schedule.after(60 * 31, True, None, None, iteration=4) is None, "the end point"
+    assert not (tmp_path / SNAPSHOTS).exists()
 
 
 @pytest.fixture(scope="module")
