@@ -43,20 +43,30 @@ def package_version(name: str) -> str | None:
         return None
 
 
+#: CPU features that set the speed of the bundled models on a CPU: bf16 matrix units (AMX,
+#: AVX-512 BF16; see ``agents.models.FAST_BF16_CPU_FLAGS``) and the vector width.
+SPEED_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
 def machine_info(measured_code: Sequence[str], packages: Sequence[str]) -> dict[str, Any]:
     """What the numbers were measured on.
 
     ``measured_code``: repository paths whose uncommitted changes are flagged (``git_dirty``);
     ``packages``: the distributions whose versions are reported, in this order.
+    ``cpu_flags`` lists the ``SPEED_CPU_FLAGS`` the CPU has: two CPUs with the same model
+    name can differ there, and with them what a wall-clock budget buys.
     """
-    cpu_model = platform.processor()
+    cpu_model, flags = None, set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu_model is None:
                 cpu_model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    cpu_model = cpu_model or platform.processor()
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
@@ -73,6 +83,7 @@ def machine_info(measured_code: Sequence[str], packages: Sequence[str]) -> dict[
     return {
         "processor": platform.processor(),
         "cpu_model": cpu_model,
+        "cpu_flags": [flag for flag in SPEED_CPU_FLAGS if flag in flags],
         "cpu_count": os.cpu_count(),
         "cpu_affinity": sorted(os.sched_getaffinity(0)),
         "load_average_1m": round(os.getloadavg()[0], 2),
@@ -92,8 +103,10 @@ def machine_line(machine: dict[str, Any]) -> str:
     if machine["git_dirty"]:
         commit += " (uncommitted changes)"
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
+    flags = machine.get("cpu_flags")  # absent in rows written before it was recorded
+    features = f"{', '.join(flags) or 'no AVX2'}; " if flags is not None else ""
     return (
-        f"{machine['cpu_model']} ({machine['cpu_count']} CPUs, affinity "
+        f"{machine['cpu_model']} ({features}{machine['cpu_count']} CPUs, affinity "
         f"{machine['cpu_affinity']}, load {machine['load_average_1m']} at start), "
         f"{machine['platform']}, Python {machine['python']}, {packages}; "
         f"commit {commit}; {machine['date']}"

@@ -544,6 +544,30 @@ def curve_points(
     return [*points, (row["train_seconds"] / 60, row)]
 
 
+def cpu_name(machine: dict[str, Any]) -> str:
+    """A row's CPU: its model and speed features (``unknown features`` in older rows)."""
+    flags = machine.get("cpu_flags")
+    features = "unknown features" if flags is None else ", ".join(flags) or "no AVX2"
+    return f"{machine['cpu_model']} ({features})"
+
+
+def other_cpus(rows: list[dict[str, Any]]) -> list[str]:
+    """Report lines naming the rows run on another CPU than the first row's.
+
+    Budgets are wall-clock minutes, so a CPU without bf16 units buys fewer updates in one.
+    """
+    first = cpu_name(rows[0]["machine"])
+    others = [f"{r['arm']} seed {r['seed']}: {cpu_name(r['machine'])}" for r in rows]
+    others = [o for o, r in zip(others, rows, strict=True) if cpu_name(r["machine"]) != first]
+    if not others:
+        return []
+    return [
+        "",
+        f"Rows on another CPU than {first} (a wall-clock budget buys a different amount of "
+        f"training there): {'; '.join(others)}.",
+    ]
+
+
 def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
     """The markdown report."""
     by_arm: dict[str, list[dict[str, Any]]] = {}
@@ -555,6 +579,7 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine_line(machine)}",
+        *other_cpus(rows),
         "",
         f"Budget per method and seed: {args.budget_minutes:g} wall-clock minutes of training "
         "(collection included, evaluation excluded), LoRA r "

@@ -158,6 +158,43 @@ def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_co
     assert "dynamic sampling" not in render(rows, parse_args([]), "cmd")
 
 
+def test_report_names_rows_run_on_another_cpu():
+    """Wall-clock budgets buy less training on a CPU without bf16 units: the report says so."""
+    fast = {
+        **machine_info(MEASURED_CODE, PACKAGES),
+        "cpu_model": "EPYC",
+        "cpu_flags": ["avx512_bf16", "avx512f", "avx2"],
+    }
+    base = {
+        "items": 2,
+        "first_try": 0.0,
+        "second_try": 0.5,
+        "solved_second": [1],
+        "eval_generated_tokens": 10,
+    }
+    rows = [
+        {**base, "arm": "vanilla", "seed": 0, "machine": fast},
+        {**base, "arm": "rise", "seed": 1, "machine": fast},
+    ]
+    report = render(rows, parse_args([]), "cmd")
+    assert "Machine: EPYC (avx512_bf16, avx512f, avx2; " in report
+    assert "another CPU" not in report
+    rows.append({**base, "arm": "rise", "seed": 2, "machine": {**fast, "cpu_flags": ["avx2"]}})
+    rows.append({**base, "arm": "rise", "seed": 3, "machine": {**fast, "cpu_flags": []}})
+    report = render(rows, parse_args([]), "cmd")
+    assert (
+        "Rows on another CPU than EPYC (avx512_bf16, avx512f, avx2) (a wall-clock budget buys a "
+        "different amount of training there): rise seed 2: EPYC (avx2); rise seed 3: EPYC "
+        "(no AVX2)." in report
+    )
+    old = {k: v for k, v in fast.items() if k != "cpu_flags"}  # rows from before the field
+    report = render(
+        [{**base, "arm": "vanilla", "seed": 0, "machine": old}, rows[1]], parse_args([]), "cmd"
+    )
+    assert "another CPU than EPYC (unknown features)" in report
+    assert "rise seed 1: EPYC (avx512_bf16, avx512f, avx2)." in report
+
+
 @pytest.mark.slow
 def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path):
     out = tmp_path / "out"
