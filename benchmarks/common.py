@@ -97,6 +97,13 @@ def machine_info(measured_code: Sequence[str], packages: Sequence[str]) -> dict[
     }
 
 
+def cpu_name(machine: dict[str, Any]) -> str:
+    """A record's CPU: its model and speed features (``unknown features`` in older records)."""
+    flags = machine.get("cpu_flags")
+    features = "unknown features" if flags is None else ", ".join(flags) or "no AVX2"
+    return f"{machine['cpu_model']} ({features})"
+
+
 def machine_line(machine: dict[str, Any]) -> str:
     """One markdown line describing the machine of a run."""
     commit = (machine["git_commit"] or "unknown")[:12]

@@ -58,7 +58,14 @@ from agents.controls import FixedReflectionBackend
 from agents.evaluate import append_lines, evaluate
 from agents.items import distinct_indices
 from agents.rollout import Episode, PhaseSampling, SamplingParams
-from benchmarks.common import QUICK_RESULTS, RESULTS, command_line, machine_info, machine_line
+from benchmarks.common import (
+    QUICK_RESULTS,
+    RESULTS,
+    command_line,
+    cpu_name,
+    machine_info,
+    machine_line,
+)
 
 gym.register_envs(rrr_env)
 
@@ -542,13 +549,6 @@ def curve_points(
     points = [(0.0, start)] if start else []
     points += [(p["minutes"], p) for p in row.get("held_out_curve", [])]
     return [*points, (row["train_seconds"] / 60, row)]
-
-
-def cpu_name(machine: dict[str, Any]) -> str:
-    """A row's CPU: its model and speed features (``unknown features`` in older rows)."""
-    flags = machine.get("cpu_flags")
-    features = "unknown features" if flags is None else ", ".join(flags) or "no AVX2"
-    return f"{machine['cpu_model']} ({features})"
 
 
 def other_cpus(rows: list[dict[str, Any]]) -> list[str]:

@@ -51,7 +51,7 @@ from agents.grpo_reflect import (
 from agents.models import load_model_and_tokenizer
 from agents.reflection_rollout import with_sampling
 from agents.rollout import SamplingParams
-from benchmarks.common import RESULTS, command_line, machine_line
+from benchmarks.common import RESULTS, command_line, cpu_name, machine_line
 from benchmarks.common import machine_info as _machine_info
 
 gym.register_envs(rrr_env)
@@ -268,7 +268,9 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
     config = defaults()
     options = {**setting.env_kwargs, **EPISODE_OPTIONS, "split": "train"}
     make_env = lambda: gym.make(setting.env, **options)  # noqa: E731
-    model, tokenizer = load_model_and_tokenizer(setting.model, dtype="bfloat16")
+    # bf16 where the CPU multiplies it in hardware, fp32 elsewhere (3.5x faster than bf16 on
+    # an AVX2-only CPU: benchmarks/results/cpu_avx2/generation_speed.md).
+    model, tokenizer = load_model_and_tokenizer(setting.model, dtype="auto")
     eos = eos_token_ids(model, tokenizer)
     target = setting.failures or args.failures
     from agents.backends import TransformersBackend
@@ -371,6 +373,7 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
             for prompt, retry in zip(prompts, batch.retries, strict=True)
         ),
         "torch_threads": torch.get_num_threads(),
+        "dtype": str(model.dtype).removeprefix("torch."),
     }
 
 
@@ -407,8 +410,8 @@ def render(rows: list[dict[str, Any]], header: str) -> str:
         "",
         "| setting | 1st-try pass (sampled) | failures | groups with variance | retry success | "
         "signal groups / CPU-min | rollout CPU-s / group | collect CPU-s / failure | "
-        "retries copying the attempt |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "retries copying the attempt | CPU, dtype |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in sorted(rows, key=lambda r: (-signal_per_cpu_minute(r), r["setting"])):
         failures = max(row["failures"], 1)
@@ -418,7 +421,7 @@ def render(rows: list[dict[str, Any]], header: str) -> str:
             f"{row['groups_with_variance']}/{row['failures']} | {row['retry_success']:.3f} | "
             f"{signal_per_cpu_minute(row):.2f} | {row['group_cpu_s'] / failures:.1f} | "
             f"{row['collect_cpu_s'] / failures:.1f} | "
-            f"{_copies(row)} |"
+            f"{_copies(row)} | {cpu_name(row['machine'])}, {row.get('dtype', 'bfloat16')} |"
         )
     pooled: dict[str, dict[str, Any]] = {}
     for row in rows:
