@@ -97,11 +97,15 @@ def machine_info(measured_code: Sequence[str], packages: Sequence[str]) -> dict[
     }
 
 
+def cpu_features(machine: dict[str, Any]) -> str | None:
+    """A record's ``cpu_flags`` as text (``None`` in records from before the field)."""
+    flags = machine.get("cpu_flags")
+    return None if flags is None else ", ".join(flags) or "no AVX2"
+
+
 def cpu_name(machine: dict[str, Any]) -> str:
     """A record's CPU: its model and speed features (``unknown features`` in older records)."""
-    flags = machine.get("cpu_flags")
-    features = "unknown features" if flags is None else ", ".join(flags) or "no AVX2"
-    return f"{machine['cpu_model']} ({features})"
+    return f"{machine['cpu_model']} ({cpu_features(machine) or 'unknown features'})"
 
 
 def machine_line(machine: dict[str, Any]) -> str:
@@ -110,8 +114,8 @@ def machine_line(machine: dict[str, Any]) -> str:
     if machine["git_dirty"]:
         commit += " (uncommitted changes)"
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
-    flags = machine.get("cpu_flags")  # absent in rows written before it was recorded
-    features = f"{', '.join(flags) or 'no AVX2'}; " if flags is not None else ""
+    features = cpu_features(machine)
+    features = f"{features}; " if features else ""
     return (
         f"{machine['cpu_model']} ({features}{machine['cpu_count']} CPUs, affinity "
         f"{machine['cpu_affinity']}, load {machine['load_average_1m']} at start), "

@@ -557,8 +557,8 @@ def other_cpus(rows: list[dict[str, Any]]) -> list[str]:
     Budgets are wall-clock minutes, so a CPU without bf16 units buys fewer updates in one.
     """
     first = cpu_name(rows[0]["machine"])
-    others = [f"{r['arm']} seed {r['seed']}: {cpu_name(r['machine'])}" for r in rows]
-    others = [o for o, r in zip(others, rows, strict=True) if cpu_name(r["machine"]) != first]
+    cpus = [(r, cpu_name(r["machine"])) for r in rows]
+    others = [f"{r['arm']} seed {r['seed']}: {cpu}" for r, cpu in cpus if cpu != first]
     if not others:
         return []
     return [
