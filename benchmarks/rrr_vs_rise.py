@@ -9,6 +9,10 @@ same wall-clock budget (collection included, evaluation excluded), with the same
 and learning rate and a constant learning rate. Every arm is then evaluated greedily on the
 same first ``--eval-n`` items of the held-out split, through one model path (LoRA merged, the
 weights cast to bf16 or fp32 as ``--eval-dtype`` says), so that differences are the method's.
+Rows record ``eval_dtype``, and a run refuses to add rows to a ``results.jsonl`` evaluated in
+another dtype (greedy text differs between them). Training runs under bf16 autocast where the
+device multiplies bf16 in hardware (CUDA GPUs that support it, CPUs with AMX or AVX-512 BF16)
+and in fp32 elsewhere, for both methods.
 
 Arms (``arm`` in the JSONL):
 
@@ -57,6 +61,7 @@ from agents.cli import check_env, check_model, json_object, one_line_errors, pre
 from agents.controls import FixedReflectionBackend
 from agents.evaluate import append_lines, evaluate
 from agents.items import distinct_indices
+from agents.models import resolve_dtype
 from agents.rollout import Episode, PhaseSampling, SamplingParams
 from benchmarks.common import (
     QUICK_RESULTS,
@@ -129,7 +134,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-alpha", type=int, default=32)
     parser.add_argument(
-        "--eval-dtype", default="bfloat16", choices=("bfloat16", "float32"), help="every arm"
+        "--eval-dtype",
+        choices=("auto", "bfloat16", "float32"),
+        help="every arm (default bfloat16; with --quick, auto: bfloat16 where the device "
+        "multiplies it in hardware, float32 elsewhere)",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate")
     parser.add_argument("--rrr-collect-n", type=int, default=32, help="queries for failures")
@@ -222,6 +230,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not value >= 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if args.eval_dtype is None:
+        args.eval_dtype = "auto" if args.quick else "bfloat16"
+    if args.eval_dtype == "auto":
+        args.eval_dtype = str(resolve_dtype("auto")).removeprefix("torch.")
     if args.out_dir is None:
         base = QUICK_RESULTS if args.quick else RESULTS
         args.out_dir = base / "rrr_vs_rise" / setting_name(args)
@@ -241,6 +253,23 @@ def check_arms(args: argparse.Namespace) -> None:
     if set(args.arms) & set(TRAINED_ARMS):
         check_env(args.env, {**kwargs, "split": args.train_split})
     check_model(args.model)
+
+
+def check_resume(args: argparse.Namespace) -> None:
+    """Check that the rows this run would join were evaluated like its own.
+
+    Greedy text differs between bf16 and fp32 weights, so one report must not mix them.
+    Rows written before ``eval_dtype`` was recorded were evaluated in bf16 (the default).
+
+    Raises:
+        ValueError: ``results.jsonl`` in ``--out-dir`` holds rows of another ``--eval-dtype``.
+    """
+    stored = {r.get("eval_dtype", "bfloat16") for r in read_rows(args.out_dir / "results.jsonl")}
+    if stored - {args.eval_dtype}:
+        raise ValueError(
+            f"{args.out_dir / 'results.jsonl'} holds rows evaluated in {', '.join(sorted(stored))}"
+            f"; rerun with --eval-dtype {min(stored)} or choose another --out-dir"
+        )
 
 
 def setting_name(args: argparse.Namespace) -> str:
@@ -471,7 +500,9 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         train_split=args.train_split,
         max_attempts=2,
         model=args.model,
-        bf16=True,
+        # Autocast where the device multiplies bf16 in hardware (as RRR-GRPO's trainer picks):
+        # on an AVX2-only CPU bf16 is 3.5x slower than fp32.
+        bf16=resolve_dtype("auto") == torch.bfloat16,
         use_peft=True,
         lora_r=args.lora_r,
         lora_alpha=args.lora_alpha,
@@ -505,6 +536,7 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "train_seconds": result.train_seconds,
         "updates": int(sum(r.get("charts/optimizer_steps", 0) for r in rows)),
         "iterations": result.iteration,
+        "train_bf16": config.bf16,
         "train_generated_tokens": round(tokens),
         "run_dir": str(result.run_dir),
     }
@@ -739,7 +771,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    preflight(lambda: check_arms(args))
+    preflight(lambda: (check_arms(args), check_resume(args)))
     command = command_line("benchmarks.rrr_vs_rise", argv)
     out = args.out_dir
     (out / "episodes").mkdir(parents=True, exist_ok=True)
@@ -752,6 +784,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "model": args.model,
         "budget_minutes": args.budget_minutes,
         "eval_n": args.eval_n,
+        "eval_dtype": args.eval_dtype,
         "command": command,
         **reflect_options(args),
     }

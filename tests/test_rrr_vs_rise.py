@@ -6,8 +6,10 @@ import json
 
 import gymnasium as gym
 import pytest
+import torch
 
 import rrr_env
+from agents import models
 from agents.controls import GENERIC_REFLECTION
 from agents.rollout import PhaseSampling, SamplingParams, rollout
 from agents.scripted import ScriptedBackend
@@ -196,6 +198,31 @@ def test_report_names_rows_run_on_another_cpu():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fast_bf16, quick_dtype", [(True, "bfloat16"), (False, "float32")])
+def test_quick_runs_evaluate_in_the_fast_dtype_and_full_runs_in_bf16(
+    monkeypatch, fast_bf16, quick_dtype
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "_cpu_has_fast_bf16", lambda: fast_bf16)
+    assert parse_args(["--quick"]).eval_dtype == quick_dtype
+    assert parse_args(["--eval-dtype", "auto"]).eval_dtype == quick_dtype
+    # The protocol of the committed results stays unless asked otherwise.
+    assert parse_args([]).eval_dtype == "bfloat16"
+    assert parse_args(["--quick", "--eval-dtype", "bfloat16"]).eval_dtype == "bfloat16"
+
+
+def test_a_run_refuses_to_join_rows_evaluated_in_another_dtype(tmp_path, capsys):
+    # A row from before eval_dtype was recorded: evaluated in bf16, the only default there was.
+    (tmp_path / "results.jsonl").write_text(json.dumps({"arm": "vanilla", "seed": 0}) + "\n")
+    argv = ["--out-dir", str(tmp_path), "--arms", "vanilla", "retry", "--eval-dtype", "float32"]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "evaluated in bfloat16" in err and "--eval-dtype bfloat16" in err
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 1, "nothing appended"
+
+
 def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path):
     out = tmp_path / "out"
     argv = ["--quick", "--out-dir", str(out), "--runs-dir", str(tmp_path / "runs")]
@@ -214,6 +241,7 @@ def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path)
     assert by_arm["rrr"]["curve"], "retry success logged per step"
     for row in rows:
         assert row["items"] == 2 and 0 <= row["first_try"] <= row["second_try"] <= 1
+        assert row["eval_dtype"] == parse_args(["--quick"]).eval_dtype
     fixed = [
         json.loads(line) for line in (out / "episodes" / "fixed_reflection__seed0.jsonl").open()
     ]
