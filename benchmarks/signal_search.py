@@ -280,29 +280,44 @@ def defaults() -> GRPOReflectConfig:
     return GRPOReflectConfig(output_dir="/tmp/signal_search", report_to="none")
 
 
-def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
-    """Collect failures and roll out one group per failure; return the record."""
+def setting_config(setting: Setting) -> GRPOReflectConfig:
+    """The trainer's defaults with the setting's token limits."""
     config = defaults()
     if setting.reflection_max_tokens is not None:
         config.max_completion_length = setting.reflection_max_tokens
+    return config
+
+
+def make_env_factory(setting: Setting) -> Any:
+    """Builds train-split envs with the trainer's episode options, as the trainer does."""
     options = {**setting.env_kwargs, **EPISODE_OPTIONS, "split": "train"}
-    make_env = lambda: gym.make(setting.env, **options)  # noqa: E731
-    # bf16 where the CPU multiplies it in hardware, fp32 elsewhere (3.5x faster than bf16 on
-    # an AVX2-only CPU: benchmarks/results/cpu_avx2/generation_speed.md).
-    model, tokenizer = load_model_and_tokenizer(setting.model, dtype="auto")
-    eos = eos_token_ids(model, tokenizer)
-    target = setting.failures or args.failures
+    return lambda: gym.make(setting.env, **options)
+
+
+def collect_setting_failures(
+    setting: Setting,
+    model: Any,
+    tokenizer: Any,
+    *,
+    target: int,
+    samples_per_query: int,
+    seed: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Sample first attempts on train items until ``target`` usable failures are found.
+
+    Returns:
+        Every query's record (``agents.collect_failures``) and the failure rows (``prompt``,
+        ``index``) of the first ``target`` usable queries.
+    """
     from agents.backends import TransformersBackend
 
-    seed = args.seed + 7919 * setting.replicate
+    config = setting_config(setting)
+    make_env = make_env_factory(setting)
     backend = TransformersBackend(model, tokenizer, batch_size=64, seed=seed)
     attempt = SamplingParams(config.attempt_max_tokens, temperature=setting.temperature)
-
-    started = time.process_time()
     records: list[dict[str, Any]] = []
     size = len(make_env().unwrapped.task)
     next_index = (1000 * setting.replicate) % size  # a replicate starts at other items
-    samples_per_query = setting.samples_per_query or args.samples_per_query
 
     def usable(record: dict[str, Any]) -> bool:
         return bool(record["failures"]) and (record["successes"] > 0 or not setting.solvable_only)
@@ -328,22 +343,36 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
             f"from {len(records)} items",
             flush=True,
         )
-    collect_cpu = time.process_time() - started
     failed = [r for r in records if usable(r)][:target]
-    samples = sum(r["samples"] for r in records)
-    successes = sum(r["successes"] for r in records)
-
     rows = [{"prompt": r["failures"][0]["prompt"], "index": r["index"]} for r in failed]
-    replayer = EpisodeReplayer(make_env, rows)
+    return records, rows
+
+
+def roll_out_groups(
+    setting: Setting,
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[dict[str, Any]],
+    *,
+    group_size: int,
+    seed: int,
+) -> Any:
+    """One group of ``group_size`` reflections and retries per failure row, as in training.
+
+    Reflections are sampled at the setting's temperature, retries at its retry temperature;
+    the env grades the retries. Returns the ``RolloutBatch`` (rows in order, groups adjacent).
+    """
+    config = setting_config(setting)
+    eos = eos_token_ids(model, tokenizer)
+    replayer = EpisodeReplayer(make_env_factory(setting), rows)
     generate = HFGenerator(
         model, sorted(eos), tokenizer.pad_token_id, temperature=setting.temperature
     )
     retry_generate = with_sampling(generate, setting.retry_temperature)
-    prompts = [row["prompt"] for row in rows for _ in range(args.group_size)]
+    prompts = [row["prompt"] for row in rows for _ in range(group_size)]
     torch.manual_seed(seed)
-    print(f"   rolling out {len(rows)} groups of {args.group_size}", flush=True)
-    started = time.process_time()
-    batch = reflect_and_retry(
+    print(f"   rolling out {len(rows)} groups of {group_size}", flush=True)
+    return reflect_and_retry(
         prompts,
         replayer,
         generate,
@@ -351,9 +380,34 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
         eos,
         reflection_max_tokens=config.max_completion_length,
         retry_max_tokens=config.retry_max_tokens,
-        group_size=args.group_size,
+        group_size=group_size,
         retry_generate=retry_generate,
     )
+
+
+def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
+    """Collect failures and roll out one group per failure; return the record."""
+    config = setting_config(setting)
+    # bf16 where the CPU multiplies it in hardware, fp32 elsewhere (3.5x faster than bf16 on
+    # an AVX2-only CPU: benchmarks/results/cpu_avx2/generation_speed.md).
+    model, tokenizer = load_model_and_tokenizer(setting.model, dtype="auto")
+    seed = args.seed + 7919 * setting.replicate
+    samples_per_query = setting.samples_per_query or args.samples_per_query
+    started = time.process_time()
+    records, rows = collect_setting_failures(
+        setting,
+        model,
+        tokenizer,
+        target=setting.failures or args.failures,
+        samples_per_query=samples_per_query,
+        seed=seed,
+    )
+    collect_cpu = time.process_time() - started
+    samples = sum(r["samples"] for r in records)
+    successes = sum(r["successes"] for r in records)
+    prompts = [row["prompt"] for row in rows for _ in range(args.group_size)]
+    started = time.process_time()
+    batch = roll_out_groups(setting, model, tokenizer, rows, group_size=args.group_size, seed=seed)
     group_cpu = time.process_time() - started
     groups = [
         batch.rewards[g * args.group_size : (g + 1) * args.group_size] for g in range(len(rows))
