@@ -49,6 +49,7 @@ from benchmarks.signal_search import (
     collect_setting_failures,
     roll_out_groups,
     setting_config,
+    token_limits,
 )
 
 MEASURED_CODE = [
@@ -283,17 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     common = {
         "command": command_line("benchmarks.rrr_fit_check", argv),
-        "token_limits": dict(
-            zip(
-                ("attempt", "reflection", "retry"),
-                (
-                    setting_config(SETTING).attempt_max_tokens,
-                    setting_config(SETTING).max_completion_length,
-                    setting_config(SETTING).retry_max_tokens,
-                ),
-                strict=True,
-            )
-        ),
+        "token_limits": token_limits(SETTING),
     }
 
     def finish(stage: str, fields: dict[str, Any]) -> None:

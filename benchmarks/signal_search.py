@@ -288,6 +288,16 @@ def setting_config(setting: Setting) -> GRPOReflectConfig:
     return config
 
 
+def token_limits(setting: Setting) -> dict[str, int]:
+    """The setting's token limits per phase (attempt, reflection, retry), as rows record them."""
+    config = setting_config(setting)
+    return {
+        "attempt": config.attempt_max_tokens,
+        "reflection": config.max_completion_length,
+        "retry": config.retry_max_tokens,
+    }
+
+
 def make_env_factory(setting: Setting) -> Any:
     """Builds train-split envs with the trainer's episode options, as the trainer does."""
     options = {**setting.env_kwargs, **EPISODE_OPTIONS, "split": "train"}
@@ -387,7 +397,6 @@ def roll_out_groups(
 
 def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
     """Collect failures and roll out one group per failure; return the record."""
-    config = setting_config(setting)
     # bf16 where the CPU multiplies it in hardware, fp32 elsewhere (3.5x faster than bf16 on
     # an AVX2-only CPU: benchmarks/results/cpu_avx2/generation_speed.md).
     model, tokenizer = load_model_and_tokenizer(setting.model, dtype="auto")
@@ -433,11 +442,7 @@ def run_setting(setting: Setting, args: argparse.Namespace) -> dict[str, Any]:
         "group_cpu_s": round(group_cpu, 1),
         "generated_tokens": generated,
         "reflection_clipped": 1 - sum(batch.reflection_stopped) / max(len(prompts), 1),
-        "token_limits": {
-            "attempt": config.attempt_max_tokens,
-            "reflection": config.max_completion_length,
-            "retry": config.retry_max_tokens,
-        },
+        "token_limits": token_limits(setting),
         "example": {
             "reflection": batch.reflections[0] if prompts else None,
             "retry": batch.retries[0] if prompts else None,
