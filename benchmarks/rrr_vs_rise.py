@@ -152,6 +152,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rrr-num-generations", type=int, default=8, help="GRPO group size")
     parser.add_argument(
+        "--rrr-groups-per-step",
+        type=int,
+        default=1,
+        help="GRPO groups per optimizer step, generated in one batch (more groups per "
+        "generate call use the CPU better)",
+    )
+    parser.add_argument(
         "--rrr-resample-groups",
         type=int,
         default=0,
@@ -204,7 +211,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "rise_update_epochs",
         "lora_r",
     )
-    positive += ("rrr_samples_per_query", "rrr_num_generations", "rise_samples_per_item")
+    positive += ("rrr_samples_per_query", "rrr_num_generations", "rrr_groups_per_step")
+    positive += ("rise_samples_per_item",)
     positive += ("rise_best_of",)
     for name in positive:
         if getattr(args, name) < 1:
@@ -409,15 +417,12 @@ def eval_model(policy: Any, args: argparse.Namespace) -> Any:
 # -- training ------------------------------------------------------------------------------
 
 
-def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """RRR-GRPO for the budget; returns the trained policy and what the run cost."""
-    from trl import ModelConfig
-
+def rrr_config(args: argparse.Namespace, seed: int) -> Any:
+    """The ``GRPOReflectConfig`` of RRR-GRPO's arm for ``seed``."""
     from agents.grpo_reflect import GRPOReflectConfig
-    from agents.grpo_reflect import train as grpo_train
 
     pass_size = 2 if args.rrr_num_generations % 2 == 0 else 1
-    config = GRPOReflectConfig(
+    return GRPOReflectConfig(
         output_dir=str(args.runs_dir / setting_name(args) / f"rrr_seed{seed}"),
         model=args.model,
         env_id=args.env,
@@ -435,9 +440,12 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         samples_per_query=args.rrr_samples_per_query,
         min_successes=args.rrr_min_successes,
         num_generations=args.rrr_num_generations,
-        # One group per optimizer step, in passes of 2 sequences (1 for odd group sizes).
+        # --rrr-groups-per-step groups per optimizer step, in passes of 2 sequences (1 for odd
+        # group sizes).
         per_device_train_batch_size=pass_size,
-        gradient_accumulation_steps=args.rrr_num_generations // pass_size,
+        gradient_accumulation_steps=args.rrr_groups_per_step
+        * args.rrr_num_generations
+        // pass_size,
         resample_groups=args.rrr_resample_groups,
         temperature=args.rrr_temperature,
         retry_temperature=args.rrr_retry_temperature,
@@ -449,6 +457,15 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         save_strategy="no",
         rollout_batch_size=args.batch_size,
     )
+
+
+def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """RRR-GRPO for the budget; returns the trained policy and what the run cost."""
+    from trl import ModelConfig
+
+    from agents.grpo_reflect import train as grpo_train
+
+    config = rrr_config(args, seed)
     model_args = ModelConfig(
         dtype="float32", use_peft=True, lora_r=args.lora_r, lora_alpha=args.lora_alpha
     )

@@ -26,6 +26,7 @@ from benchmarks.rrr_vs_rise import (
     protocol,
     reflect_options,
     render,
+    rrr_config,
     sign_test,
 )
 from rrr_env.tasks.countdown_solver import solve
@@ -123,12 +124,23 @@ def test_sign_test_by_hand():
         (["--env-kwargs", "{oops"], "not valid JSON"),
         (["--arms", "oracle"], "invalid choice"),
         (["--curve-points", "-1"], "--curve-points must be an integer >= 0"),
+        (["--rrr-groups-per-step", "0"], "--rrr-groups-per-step must be an integer >= 1"),
     ],
 )
 def test_bad_command_lines_fail_clearly(argv, message, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("groups, size", [(1, 8), (4, 8), (3, 5)])
+def test_each_optimizer_step_trains_the_asked_number_of_whole_groups(tmp_path, groups, size):
+    argv = ["--rrr-groups-per-step", str(groups), "--rrr-num-generations", str(size)]
+    config = rrr_config(parse_args([*argv, "--runs-dir", str(tmp_path)]), seed=1)
+    assert config.num_generations == size
+    # One generation batch per optimizer step, holding exactly `groups` groups.
+    assert config.generation_batch_size == groups * size
+    assert config.per_device_train_batch_size * config.gradient_accumulation_steps == groups * size
 
 
 def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_cost():
