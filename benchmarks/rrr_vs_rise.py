@@ -159,6 +159,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "generate call use the CPU better)",
     )
     parser.add_argument(
+        "--rrr-beta",
+        type=float,
+        default=0.001,
+        help="KL coefficient (the paper's 0.001; 0 skips the reference-model pass)",
+    )
+    parser.add_argument(
         "--rrr-resample-groups",
         type=int,
         default=0,
@@ -234,7 +240,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.attempt_max_tokens, args.reflection_max_tokens = 16, 8
         args.rrr_collect_n, args.rise_items = 4, 1
         args.runs_dir = QUICK_RESULTS / "rrr_vs_rise_runs"
-    for name in ("rrr_temperature", "rrr_retry_temperature", "rise_temperature"):
+    for name in ("rrr_temperature", "rrr_retry_temperature", "rise_temperature", "rrr_beta"):
         value = getattr(args, name)
         if value is not None and not value >= 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
@@ -447,6 +453,7 @@ def rrr_config(args: argparse.Namespace, seed: int) -> Any:
         * args.rrr_num_generations
         // pass_size,
         resample_groups=args.rrr_resample_groups,
+        beta=args.rrr_beta,
         temperature=args.rrr_temperature,
         retry_temperature=args.rrr_retry_temperature,
         attempt_max_tokens=args.attempt_max_tokens,

@@ -125,6 +125,7 @@ def test_sign_test_by_hand():
         (["--arms", "oracle"], "invalid choice"),
         (["--curve-points", "-1"], "--curve-points must be an integer >= 0"),
         (["--rrr-groups-per-step", "0"], "--rrr-groups-per-step must be an integer >= 1"),
+        (["--rrr-beta", "-0.1"], "--rrr-beta must be >= 0"),
     ],
 )
 def test_bad_command_lines_fail_clearly(argv, message, capsys):
@@ -141,6 +142,12 @@ def test_each_optimizer_step_trains_the_asked_number_of_whole_groups(tmp_path, g
     # One generation batch per optimizer step, holding exactly `groups` groups.
     assert config.generation_batch_size == groups * size
     assert config.per_device_train_batch_size * config.gradient_accumulation_steps == groups * size
+
+
+def test_rrr_beta_reaches_the_trainer_and_defaults_to_the_papers(tmp_path):
+    runs = ["--runs-dir", str(tmp_path)]
+    assert rrr_config(parse_args(runs), seed=1).beta == 0.001
+    assert rrr_config(parse_args([*runs, "--rrr-beta", "0"]), seed=1).beta == 0.0
 
 
 def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_cost():
