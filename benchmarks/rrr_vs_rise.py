@@ -161,8 +161,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rrr-beta",
         type=float,
-        default=0.001,
-        help="KL coefficient (the paper's 0.001; 0 skips the reference-model pass)",
+        default=None,
+        help="KL coefficient (default: GRPOReflectConfig's, the paper's 0.001; 0 skips the "
+        "reference-model pass)",
     )
     parser.add_argument(
         "--rrr-resample-groups",
@@ -218,8 +219,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "lora_r",
     )
     positive += ("rrr_samples_per_query", "rrr_num_generations", "rrr_groups_per_step")
-    positive += ("rise_samples_per_item",)
-    positive += ("rise_best_of",)
+    positive += ("rise_samples_per_item", "rise_best_of")
     for name in positive:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
@@ -453,7 +453,6 @@ def rrr_config(args: argparse.Namespace, seed: int) -> Any:
         * args.rrr_num_generations
         // pass_size,
         resample_groups=args.rrr_resample_groups,
-        beta=args.rrr_beta,
         temperature=args.rrr_temperature,
         retry_temperature=args.rrr_retry_temperature,
         attempt_max_tokens=args.attempt_max_tokens,
@@ -463,6 +462,8 @@ def rrr_config(args: argparse.Namespace, seed: int) -> Any:
         report_to="none",
         save_strategy="no",
         rollout_batch_size=args.batch_size,
+        # The config's own default (the paper's) unless --rrr-beta is given.
+        **({} if args.rrr_beta is None else {"beta": args.rrr_beta}),
     )
 
 
