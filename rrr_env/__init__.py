@@ -1,15 +1,19 @@
 """rrr_env: multi-turn Reflect, Retry, Reward environments for Gymnasium.
 
-Importing the package registers its environment ids (``rrr/Countdown-v0``, ...)::
+Importing the package registers its environment ids (``rrr/Countdown-v1``, ...;
+``rrr_env.describe(env_id)`` lists each id's keyword arguments)::
 
     import gymnasium as gym
     import rrr_env
 
     gym.register_envs(rrr_env)
-    env = gym.make("rrr/Countdown-v0")
+    env = gym.make("rrr/Countdown-v1")
+    obs, info = env.reset(seed=0)  # Using the numbers [24, 32, 2], create ... equals 10.
+    obs, reward, terminated, truncated, info = env.step("... \\\\boxed{32 - 24 + 2}")
 """
 
 from rrr_env import data
+from rrr_env.describe import describe, render_markdown
 from rrr_env.env import ReflectRetryEnv
 from rrr_env.registration import ENV_IDS, register_all
 from rrr_env.spaces import Conversation, UnicodeText
@@ -27,5 +31,7 @@ __all__ = [
     "UnicodeText",
     "Verdict",
     "data",
+    "describe",
     "make_task",
+    "render_markdown",
 ]

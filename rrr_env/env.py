@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import os
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
+from rrr_env.describe import check_options
 from rrr_env.spaces import Conversation, UnicodeText
-from rrr_env.tasks import make_task
-from rrr_env.tasks.base import Message, Task, check_bool, check_index, check_int, is_int
+from rrr_env.tasks import check_task_name, make_task
+from rrr_env.tasks.base import (
+    Message,
+    Task,
+    check_bool,
+    check_choice,
+    check_index,
+    check_int,
+)
 from rrr_env.verdict import Verdict
 
 Phase = Literal["attempt", "reflection", "retry", "done"]
@@ -59,7 +71,8 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
     ## Starting State
 
     ``reset(seed=s)`` draws an item with the env's own RNG; ``reset(options={"index": i})``
-    poses item ``i`` (so that a GRPO group can share one item).
+    poses item ``i`` (so that a GRPO group can share one item). ``info["index"]`` says which
+    item was posed, either way.
 
     ## Episode End
 
@@ -70,10 +83,12 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
     ## Info
 
     ``phase``: what the next action is (``"attempt"``, ``"reflection"``, ``"retry"``, or
-    ``"done"``); ``attempt``: the 1-based number of the current answer; ``item_id``;
-    ``verdicts``: a tuple of the verdicts of all graded answers so far; ``verdict``: the
-    verdict of the answer graded by this step (only on steps that grade); ``tools``: the
-    item's tool schemas, for tasks that have them.
+    ``"done"``); ``attempt``: the 1-based number of the current answer; ``index``: the index
+    of the episode's item in the task (``env.unwrapped.task[info["index"]]`` is the item;
+    pass it as ``reset(options={"index": ...})`` to pose the item again); ``item_id``: the
+    item's stable identifier; ``verdicts``: a tuple of the verdicts of all graded answers so
+    far; ``verdict``: the verdict of the answer graded by this step (only on steps that
+    grade); ``tools``: the item's tool schemas, for tasks that have them.
 
     ## Arguments
 
@@ -89,14 +104,25 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
       without the failed attempt, which a small model otherwise tends to copy verbatim; the
       observation is then not an extension of the previous one. Needs ``reflect=True``.
     - ``render_mode``: ``None`` or ``"ansi"``.
-    - Any further keyword is an option of the task (e.g. ``split``); unknown ones raise.
+    - Any further keyword is an option of the task (e.g. ``split``). An unknown keyword
+      raises ``TypeError``, listing the accepted ones; ``rrr_env.describe(env_id)`` lists
+      each id's keywords with their types, defaults and meanings.
+
+    A value of the wrong type (``reflect="False"``, ``max_attempts="2"``, ``seed="a"``)
+    raises ``TypeError`` (:class:`~rrr_env.tasks.base.ArgumentTypeError`, also a
+    ``ValueError`` as in 0.1); a value of the right type that is not accepted
+    (``max_attempts=0``, ``feedback="oracle"``) raises ``ValueError``.
 
     ## Version History
 
     - Unreleased (every version): the ``retry_context`` option; its default keeps the
-      observations of earlier releases.
+      observations of earlier releases. Argument mistakes of the wrong type raise
+      ``TypeError`` (still a ``ValueError``); ``env.spec.to_json()`` works with path
+      arguments (the spec stores them as ``str``); a vector env refuses a ``str`` or a
+      wrong count as its batch of actions.
     - v1 (``rrr/Countdown-v1`` only): a ``validation`` split, 10% of the problems, taken from
-      v0's train split (``validation_percent=10``); the test split is v0's.
+      v0's train split (``validation_percent=10``); the test split is v0's. The Countdown id
+      to use; ``rrr/Countdown-v0`` still works (Gymnasium warns that v1 exists).
     - v0: initial release. Since 0.1 (same prompts, verdicts and rewards): every task takes
       ``data=`` (GSM8K defaults to its bundled copy, so it runs offline); ``reflect`` must be a
       bool, numpy integers pass as ints; ``AsyncVectorEnv`` works with ``shared_memory=True``.
@@ -113,6 +139,7 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    _spec: EnvSpec | None = None
 
     def __init__(
         self,
@@ -127,6 +154,9 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
     ) -> None:
         max_attempts = check_int("max_attempts", max_attempts, minimum=1)
         reflect = check_bool("reflect", reflect)
+        check_choice("feedback", feedback, FEEDBACK_MODES)
+        check_choice("retry_context", retry_context, RETRY_CONTEXTS)
+        check_choice("render_mode", render_mode, self.metadata["render_modes"], optional=True)
         if isinstance(task, Task):
             if task_options:
                 raise TypeError(
@@ -135,25 +165,19 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
                 )
             self.task = task
         else:
+            check_task_name(task)
+            check_options(task, task_options)
             self.task = make_task(task, **task_options)
-        if feedback not in FEEDBACK_MODES:
-            raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, got {feedback!r}")
         if reflect and feedback == "none":
             raise ValueError(
                 "reflect=True needs feedback='binary': the reflection request tells the model "
                 "its answer was wrong. Use reflect=False for RISE's no-oracle evaluation."
-            )
-        if retry_context not in RETRY_CONTEXTS:
-            raise ValueError(
-                f"retry_context must be one of {RETRY_CONTEXTS}, got {retry_context!r}"
             )
         if retry_context == "reflection" and not reflect:
             raise ValueError(
                 "retry_context='reflection' puts the reflection in place of the failed "
                 "attempt, so it needs reflect=True"
             )
-        if render_mode not in (None, *self.metadata["render_modes"]):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.max_attempts = max_attempts
         self.reflect = reflect
         self.feedback = feedback
@@ -180,7 +204,9 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
     ) -> tuple[list[Message], dict[str, Any]]:
         """Start an episode on a random item, or on ``options["index"]``."""
         # Gymnasium's seeding takes only a Python int; numpy integers are ints too.
-        super().reset(seed=int(seed) if is_int(seed) else seed)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        super().reset(seed=seed)
         options = {} if options is None else options
         if not isinstance(options, dict):
             raise TypeError(f"options must be a dict, got {type(options).__name__}")
@@ -256,6 +282,22 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
     # -- helpers -------------------------------------------------------------------------
 
     @property
+    def spec(self) -> EnvSpec | None:
+        """The spec ``gym.make`` made this env from, with JSON-ready keyword arguments.
+
+        ``gym.make`` stores the keyword arguments as given; path objects and numpy scalars
+        among them are stored as ``str`` and Python numbers, so that ``spec.to_json()`` works
+        and ``gym.make(EnvSpec.from_json(...))`` makes the same env.
+        """
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        if value is not None:
+            value = dataclasses.replace(value, kwargs=_json_ready(value.kwargs))
+        self._spec = value
+
+    @property
     def item(self) -> Any:
         """The item of the current episode."""
         return self._item
@@ -285,3 +327,16 @@ class ReflectRetryEnv(gym.Env[list[Message], str]):
         if tools is not None:
             info["tools"] = copy.deepcopy(tools)
         return info
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with paths as ``str`` and numpy scalars as Python scalars, recursively."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple) and type(value) in (list, tuple):
+        return type(value)(_json_ready(item) for item in value)
+    return value

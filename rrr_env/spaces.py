@@ -10,19 +10,24 @@ registered below with Gymnasium's ``create_shared_memory`` / ``write_to_shared_m
 ``read_from_shared_memory`` pass each observation through one multiprocessing queue instead,
 with a shared counter per env, and the parent reads the newest one per env when the batch is
 read.
+
+A vector env's action space over :class:`UnicodeText` is a :class:`TextBatch`, which checks a
+batch of actions (one ``str`` per env) before Gymnasium iterates it.
 """
 
 from __future__ import annotations
 
 import copy
 import queue
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
 from gymnasium import spaces
 from gymnasium.vector.utils import (
+    batch_space,
     create_shared_memory,
+    iterate,
     read_from_shared_memory,
     write_to_shared_memory,
 )
@@ -139,6 +144,60 @@ class Conversation(spaces.Space[list]):
             and other.max_messages == self.max_messages
             and other.content == self.content
         )
+
+
+# -- vector envs: a batch of text actions -----------------------------------------------------
+
+
+class TextBatch(spaces.Tuple):
+    """The action space of a vector env over a :class:`UnicodeText` space: one str per env.
+
+    Gymnasium batches a custom space as a ``Tuple`` and iterates a batch of actions with
+    ``iter(actions)``, so a ``str`` batch passed as its characters (``step("ab")`` stepped two
+    envs with ``"a"`` and ``"b"``) and a wrong count ended in a bare ``zip()`` error. This
+    space's ``iterate`` checks the batch first, for ``SyncVectorEnv`` and ``AsyncVectorEnv``.
+    """
+
+    def check_batch(self, actions: Any) -> tuple[Any, ...]:
+        """``actions`` as a tuple of one action per env, or a clear error.
+
+        Raises:
+            TypeError: for a ``str`` / ``bytes`` or a non-iterable batch.
+            ValueError: when the batch does not hold one action per env.
+        """
+        n = len(self.spaces)
+        if isinstance(actions, str | bytes) or not isinstance(actions, Iterable):
+            raise TypeError(
+                f"a vector env of {n} text envs takes a batch of {n} actions, one str per env "
+                f"(a list or tuple), got {type(actions).__name__} {_preview(actions)}"
+            )
+        batch = tuple(actions)
+        if len(batch) != n:
+            raise ValueError(
+                f"a vector env of {n} text envs takes {n} actions, one per env, got {len(batch)}"
+            )
+        return batch
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@batch_space.register(UnicodeText)
+def _batch_text_space(space: UnicodeText, n: int = 1) -> TextBatch:
+    # As Gymnasium batches a custom space (independent copies, seeded from the space's RNG).
+    batched = TextBatch(
+        tuple(copy.deepcopy(space) for _ in range(n)), seed=copy.deepcopy(space.np_random)
+    )
+    rng = copy.deepcopy(space.np_random)
+    batched.seed([int(s) for s in rng.integers(0, int(1e8), n)])
+    return batched
+
+
+@iterate.register(TextBatch)
+def _iterate_text_batch(space: TextBatch, items: Any) -> Iterator[Any]:
+    return iter(space.check_batch(items))
 
 
 # -- AsyncVectorEnv with shared_memory=True ---------------------------------------------------

@@ -13,6 +13,12 @@ Every env takes its data the same way, through :func:`records`: ``data=`` is a p
 JSON or JSON Lines file (``.gz`` too), a ``datasets.Dataset`` or any iterable of dicts, or a
 Hugging Face hub id (needs the ``datasets`` package and the network; fails within seconds with
 a hint when the hub is unreachable).
+
+A ``str`` is a local path (see :func:`is_path_like`) when it names something that exists, starts
+with ``/``, ``./``, ``../`` or ``~``, ends in ``.json``, ``.jsonl`` or ``.gz``, is not of the
+form ``owner/name``, or its first folder exists (``"mydata/countdown"`` with a ``mydata``
+folder here); a local path that does not exist raises ``FileNotFoundError``. Any other
+``owner/name`` is a hub id, and its error says that no local file of that name exists either.
 """
 
 from __future__ import annotations
@@ -77,13 +83,30 @@ def _check_sha256(name: str, mtime_ns: int, size: int) -> None:
 
 
 def is_path_like(data: Any) -> bool:
-    """True when ``data`` names a file rather than a hub id (or is a path object)."""
+    """True when ``data`` names a local file or folder rather than a hub id (or is a path).
+
+    A ``str`` is a path when it exists; starts with ``/``, ``./``, ``../`` or ``~`` (each a
+    path ``Path`` would anchor: not a hub id's shape); has a data-file suffix (``.json``,
+    ``.jsonl``, ``.gz``); is not of the form ``owner/name``; or its first component is an
+    existing folder (``"mydata/countdown"`` when ``mydata/`` exists). Any other ``owner/name``
+    (``"Jiayi-Pan/Countdown-Tasks-3to4"``) is a hub id.
+
+    >>> is_path_like("Jiayi-Pan/Countdown-Tasks-3to4"), is_path_like("./mydata/countdown")
+    (False, True)
+    """
     if isinstance(data, os.PathLike):
         return True
     if not isinstance(data, str):
         return False
-    path = Path(data)
-    return path.exists() or not HUB_ID.fullmatch(data) or path.suffix in DATA_SUFFIXES
+    path = Path(data).expanduser()
+    if path.exists() or path.suffix in DATA_SUFFIXES or not HUB_ID.fullmatch(data):
+        return True
+    return Path(data.split("/", 1)[0]).is_dir()
+
+
+def local_path(data: str | os.PathLike[str]) -> Path:
+    """``data`` as a :class:`~pathlib.Path`, with ``~`` expanded."""
+    return Path(data).expanduser()
 
 
 def read_file(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
@@ -97,9 +120,11 @@ def read_file(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
         ValueError: for a line that is not JSON (naming file and line), or a bundled file whose
             checksum does not match.
     """
-    path = Path(path)
+    path = local_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        kind = "a folder, not a file" if path.is_dir() else "not found"
+        raise FileNotFoundError(f"data file {kind}: {path}{where}")
     check_bundled(path)
     opener = gzip.open if path.suffix == ".gz" else open
     inner = path.with_suffix("") if path.suffix == ".gz" else path
@@ -211,8 +236,10 @@ def read_hub(
 
     Raises:
         ImportError: when ``datasets`` is not installed.
-        ConnectionError: when the hub is unreachable or the load fails, with ``offline_hint``.
+        ConnectionError: when the hub is unreachable or the load fails, with ``offline_hint``
+            and a note that no local file of that name exists either.
     """
+    offline_hint = f"{offline_hint} {_not_local_note(dataset_id)}".strip()
     if _offline_env():
         if not cached_locally(dataset_id):
             raise ConnectionError(
@@ -244,6 +271,14 @@ def read_hub(
     return ((f"{dataset_id}[{split}][{i}]", row) for i, row in enumerate(dataset))
 
 
+def _not_local_note(dataset_id: str) -> str:
+    return (
+        f"(There is no local file or folder {dataset_id!r} either, in {Path.cwd()}: a str "
+        "that does not exist is a local path only when it starts with /, ./, ../ or ~, ends "
+        "in .json, .jsonl or .gz, or its first folder exists.)"
+    )
+
+
 def read_iterable(data: Any, label: str = "data") -> Iterator[tuple[str, Any]]:
     """``(where, row)`` for a ``datasets.Dataset`` or any iterable of dicts.
 
@@ -269,8 +304,8 @@ def records(
 
     Args:
         data: A path (``str`` or ``os.PathLike``) to a JSON / JSON Lines file, gzipped or
-            not; a hub id ``"owner/name"`` (a ``str`` that names no existing file and has no
-            data-file suffix); or a ``datasets.Dataset`` / iterable of dicts.
+            not; a hub id ``"owner/name"`` (a ``str`` that :func:`is_path_like` does not take
+            for a path); or a ``datasets.Dataset`` / iterable of dicts.
         hub_config: The hub dataset's config name, if it has several.
         hub_split: The hub split to read.
         offline_hint: Appended to hub errors: how to get the data offline.
@@ -317,10 +352,12 @@ def deprecated_source(
         raise ValueError(f"path is only allowed with source='jsonl', not {source!r}")
     if path is not None and not isinstance(path, str | os.PathLike):
         raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    from rrr_env.tasks.base import caller_stacklevel  # the tasks import this module
+
     warnings.warn(
         f"{task}(source=..., path=...) is deprecated: pass {hint}",
         DeprecationWarning,
-        stacklevel=3,
+        stacklevel=caller_stacklevel(),
     )
     return path if source in (None, "jsonl") else sources[source]
 
@@ -337,6 +374,7 @@ __all__ = [
     "describe",
     "hub_reachable",
     "is_path_like",
+    "local_path",
     "read_file",
     "read_hub",
     "read_iterable",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Any
 
-from rrr_env.tasks.base import Message, Task
+from rrr_env.tasks.base import ArgumentTypeError, Message, Task
 
 #: Task name -> "module:Class". Importing a task module happens only when it is used.
 TASKS: dict[str, str] = {
@@ -17,29 +16,40 @@ TASKS: dict[str, str] = {
 }
 
 
+def check_task_name(name: Any) -> str:
+    """Return ``name`` if it names a task.
+
+    Raises:
+        ArgumentTypeError: (a ``TypeError``) when ``name`` is not a str.
+        ValueError: for an unknown task name.
+    """
+    if not isinstance(name, str):
+        raise ArgumentTypeError(
+            f"task must be a task name {sorted(TASKS)} or a Task instance, got "
+            f"{type(name).__name__} {name!r}"
+        )
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+    return name
+
+
 def make_task(name: str, **options: Any) -> Task:
     """Build the task called ``name`` with its keyword ``options``.
 
     Raises:
-        ValueError: for an unknown task name.
+        ValueError: for an unknown task name (``TypeError`` for a name that is not a str).
         TypeError: for an option the task does not have, naming the ones it has.
     """
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    module_name, class_name = TASKS[name].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    accepted = [
-        p.name
-        for p in inspect.signature(cls).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ]
-    unknown = sorted(set(options) - set(accepted))
+    from rrr_env.describe import task_options  # it reads the task classes of this module
+
+    check_task_name(name)
+    options_of_task = task_options(name)
+    unknown = sorted(set(options) - {o.name for o in options_of_task})
     if unknown:
-        raise TypeError(
-            f"unknown option(s) {unknown} for task {name!r}; "
-            f"it takes max_attempts, reflect, feedback, render_mode and {accepted}"
-        )
-    return cls(**options)
+        listed = [o.name for o in options_of_task if not o.deprecated]
+        raise TypeError(f"unknown option(s) {unknown} for task {name!r}; accepted: {listed}")
+    module_name, class_name = TASKS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)(**options)
 
 
-__all__ = ["TASKS", "Message", "Task", "make_task"]
+__all__ = ["TASKS", "Message", "Task", "check_task_name", "make_task"]

@@ -17,7 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rrr_env.tasks.base import Message, check_index
+from rrr_env import data as rrr_data
+from rrr_env.tasks.base import ArgumentTypeError, Message, check_index
 from rrr_env.tasks.function_calling import ToolCallingTask, check_split, split_of
 from rrr_env.verifiers.function_call import ToolCall
 
@@ -78,7 +79,10 @@ def data_files(category: str, root: str | os.PathLike[str] | None = None) -> tup
             folder: Any = importlib.resources.files(PACKAGE) / "data"
         except ModuleNotFoundError as error:
             raise ImportError(
-                f"the BFCL data needs the bfcl-eval package: {INSTALL_HINT}"
+                "the BFCL data comes from the bfcl-eval package, of which only the data files "
+                "are read; install it without its dependencies (they pin numpy==1.26.4 and "
+                f"add ~50 packages that rrr does not use): {INSTALL_HINT}  (or pass data= a "
+                "folder laid out like bfcl_eval/data)"
             ) from error
     else:
         folder = Path(root)
@@ -230,8 +234,12 @@ def bfcl_tool_schema(function: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_categories(category: Any) -> tuple[str, ...]:
     chosen = (category,) if isinstance(category, str) else category
-    if not isinstance(chosen, Sequence) or not chosen:
-        raise ValueError(f"category must be a name or a non-empty list of names, got {category!r}")
+    if not isinstance(chosen, Sequence) or not all(isinstance(c, str) for c in chosen):
+        raise ArgumentTypeError(
+            f"category must be a name or a non-empty list of names, got {category!r}"
+        )
+    if not chosen:
+        raise ValueError("category must be a name or a non-empty list of names, got none")
     unknown = [c for c in chosen if c not in CATEGORIES]
     if unknown:
         raise ValueError(f"unknown BFCL categories {unknown}; choose from {CATEGORIES}")
@@ -292,13 +300,17 @@ class BFCLTask(ToolCallingTask):
         format: str = "strict",
     ) -> None:
         super().__init__(prompt_style=prompt_style, format=format)
-        if data is not None and not (isinstance(data, str | os.PathLike) and Path(data).is_dir()):
-            raise ValueError(
-                "BFCL's data= takes None (the bfcl-eval package's files) or a folder laid out "
-                "like bfcl_eval/data (BFCL_v4_<category>.json and possible_answer/), got "
-                f"{data!r}"
-            )
-        self.data = None if data is None else str(Path(data).resolve())
+        takes = (
+            "BFCL's data= takes None (the bfcl-eval package's files) or a folder laid out "
+            "like bfcl_eval/data (BFCL_v4_<category>.json and possible_answer/)"
+        )
+        if data is not None and not isinstance(data, str | os.PathLike):
+            raise ArgumentTypeError(f"{takes}, got {type(data).__name__} {data!r}")
+        if data is not None and not rrr_data.local_path(data).is_dir():
+            if rrr_data.is_path_like(data) and not rrr_data.local_path(data).exists():
+                raise FileNotFoundError(f"BFCL data folder not found: {data} ({takes})")
+            raise ValueError(f"{takes}, got {data!r}")
+        self.data = None if data is None else str(rrr_data.local_path(data).resolve())
         self.categories = _check_categories(category)
         self.split = check_split(split)
         self._items = [

@@ -16,7 +16,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rrr_env import data as rrr_data
-from rrr_env.tasks.base import Message, Task, check_index, check_int, is_int
+from rrr_env.tasks.base import (
+    ArgumentTypeError,
+    Message,
+    Task,
+    caller_stacklevel,
+    check_choice,
+    check_index,
+    check_int,
+    is_int,
+)
 from rrr_env.tasks.countdown_solver import reachable, reachable_values, solvable
 from rrr_env.verdict import Verdict
 from rrr_env.verifiers import countdown as countdown_verifier
@@ -86,9 +95,13 @@ def _int_range(name: str, value: Any, lowest: int, highest: int) -> tuple[int, i
     if (
         not isinstance(value, Sequence)
         or isinstance(value, str)
-        or len(value) != 2
         or not all(is_int(v) for v in value)
     ):
+        raise ArgumentTypeError(
+            f"{name} must be an int or a (low, high) pair of ints, got {type(value).__name__} "
+            f"{value!r}"
+        )
+    if len(value) != 2:
         raise ValueError(f"{name} must be an int or a (low, high) pair of ints, got {value!r}")
     low, high = int(value[0]), int(value[1])
     if not lowest <= low <= high <= highest:
@@ -159,8 +172,7 @@ class CountdownTask(Task):
             {"generator": None, "jsonl": None, "hub": HUB_DATASET},
             f"data=None (generator), data='<path>' or data={HUB_DATASET!r}",
         )
-        if split is not None and split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
+        check_choice("split", split, SPLITS, optional=True)
         self.validation_percent = check_int("validation_percent", validation_percent, minimum=0)
         if self.validation_percent > 100 - TEST_SHARE_PERCENT - 1:
             raise ValueError(
@@ -216,7 +228,7 @@ class CountdownTask(Task):
             warnings.warn(
                 f"left out {len(unsolvable)} Countdown item(s) of {rrr_data.describe(data)} "
                 f"that have no solution (first: {unsolvable[0]})",
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         return items
 

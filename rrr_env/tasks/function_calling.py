@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rrr_env import data as rrr_data
-from rrr_env.tasks.base import Message, Task, check_index, is_int
+from rrr_env.tasks.base import (
+    Message,
+    Task,
+    caller_stacklevel,
+    check_choice,
+    check_index,
+    is_int,
+)
 from rrr_env.verdict import Verdict
 from rrr_env.verifiers import function_call
 
@@ -69,10 +76,13 @@ def split_of(item_id: str) -> str:
 
 
 def check_split(split: Any) -> str | None:
-    """Return ``split`` if it is ``"train"``, ``"test"`` or ``None``; raise otherwise."""
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS} or None (every item), got {split!r}")
-    return split
+    """Return ``split`` if it is ``"train"``, ``"test"`` or ``None``; raise otherwise.
+
+    Raises:
+        ArgumentTypeError: (a ``TypeError``) for a value that is not a str nor None.
+        ValueError: for another str.
+    """
+    return check_choice("split", split, SPLITS, optional=True, hint=" (None: every item)")
 
 
 class ToolCallingTask(Task):
@@ -94,13 +104,14 @@ class ToolCallingTask(Task):
     mode: ClassVar[str]
 
     def __init__(self, *, prompt_style: str = "qwen", format: str = "strict") -> None:
-        if prompt_style not in PROMPT_STYLES:
-            raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
-        if format not in FORMATS:
-            raise ValueError(
-                f"format must be one of {FORMATS}, got {format!r}; 'strict' accepts only the "
-                "format the prompt asks for, 'lenient' also fenced or bare JSON"
-            )
+        check_choice("prompt_style", prompt_style, PROMPT_STYLES)
+        check_choice(
+            "format",
+            format,
+            FORMATS,
+            hint="; 'strict' accepts only the format the prompt asks for, 'lenient' also fenced "
+            "or bare JSON",
+        )
         self.prompt_style = prompt_style
         self.format = format
 
@@ -307,7 +318,7 @@ class FunctionCallingTask(ToolCallingTask):
             warnings.warn(
                 f"left out {len(unanswered)} xLAM record(s) of {rrr_data.describe(data)} with no "
                 f"gold call, which no response can match (first: {unanswered[0]})",
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         if not items:
             raise ValueError(f"no xLAM records in {rrr_data.describe(data)} for split {split!r}")

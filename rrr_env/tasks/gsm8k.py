@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rrr_env import data as rrr_data
-from rrr_env.tasks.base import Message, Task, check_index, check_int
+from rrr_env.tasks.base import Message, Task, check_choice, check_index, check_int
 from rrr_env.verdict import Verdict
 from rrr_env.verifiers import math_answer
 
@@ -76,7 +76,10 @@ class GSM8KTask(Task):
     file and line.
 
     Args:
-        data: Where the problems come from, as above.
+        data: ``None`` (default): the bundled copy of the original files. Otherwise a hub
+            id (``"openai/gsm8k"``), a folder holding ``train.jsonl`` and ``test.jsonl``, one
+            JSON / JSON Lines file, or a ``datasets.Dataset`` / iterable of ``{"question",
+            "answer"}`` dicts (see Data above).
         split: ``"train"`` (default), ``"test"``, or ``None`` for every problem (train, then
             test). A file named ``train.jsonl`` / ``test.jsonl`` must match ``split``; other
             files and iterables have no split: every split selects all their rows.
@@ -115,8 +118,7 @@ class GSM8KTask(Task):
         source: str | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
-        if split is not None and split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} or None (every item), got {split!r}")
+        check_choice("split", split, SPLITS, optional=True, hint=" (None: every item)")
         if size is not None:
             size = check_int("size", size, minimum=1)
         data = rrr_data.deprecated_source(
@@ -134,7 +136,7 @@ class GSM8KTask(Task):
             self.source, self.path = "bundled", None
             parts = [(s, rrr_data.read_file(BUNDLED[s])) for s in splits]
         elif rrr_data.is_path_like(data):
-            self.source, self.path = "jsonl", Path(data)
+            self.source, self.path = "jsonl", rrr_data.local_path(data)
             parts = _file_parts(self.path, split)
         elif isinstance(data, str):
             self.source, self.path = "hub", None
