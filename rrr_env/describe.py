@@ -7,6 +7,9 @@ registers in :data:`rrr_env.registration.ENV_IDS`. An argument whose meaning sta
 "Deprecated" is still accepted but listed nowhere. The error for an unknown keyword
 (``gym.make("rrr/Countdown-v1", foo=1)``) lists the same options.
 
+``rrr_env.describe`` is the function (the package exports it under this module's name); take
+the rest with ``from rrr_env.describe import render_markdown, Option, ...``.
+
 Example:
     >>> import rrr_env
     >>> d = rrr_env.describe("rrr/Countdown-v1")
