@@ -46,10 +46,12 @@ import gc
 import json
 import math
 import platform
+import shlex
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,8 @@ from benchmarks.common import (
     machine_info,
     machine_line,
 )
+from benchmarks.problem_stats import compare, per_problem, sign_test
+from rrr_env.shortcuts import best_form, form_verdicts, forms_for
 
 gym.register_envs(rrr_env)
 
@@ -207,6 +211,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/rrr_vs_rise"))
     parser.add_argument("--quick", action="store_true", help="tiny budget and eval, under /tmp")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="no model: rewrite report.md, accuracy.png and shortcut.json of --out-dir from its "
+        "results.jsonl and episodes, with the options of the rows' last command",
+    )
     one_line_errors(parser)
     args = parser.parse_args(argv)
     positive = (
@@ -567,16 +577,153 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     }
 
 
+# -- evidence: per-problem outcomes from the episodes, and the model-free shortcut arm -------
+
+
+@dataclass
+class Evidence:
+    """What the report's problem-level statistics read, beside the rows.
+
+    Attributes:
+        outcomes: ``(arm, seed)`` -> item index -> :func:`episode_outcomes`'s record.
+        key: The problem of an item index (items of one problem share it).
+        shortcut: The model-free shortcut arm (:func:`shortcut_arm`), if computed.
+        from_rows: True when built from the rows' ``solved_second`` alone (no episode files):
+            2nd try only, and the problems no arm solved are anonymous ties.
+    """
+
+    outcomes: dict[tuple[str, int], dict[Any, dict[str, Any]]]
+    key: Callable[[Any], Hashable] = lambda index: index
+    shortcut: dict[str, Any] | None = None
+    from_rows: bool = False
+
+
+def episode_outcomes(path: Path) -> dict[int, dict[str, Any]]:
+    """Per item of an episode file: 1st- and 2nd-try outcome and the answers given.
+
+    Returns:
+        Index -> ``first`` (1st try right; the mean over samples where an item has several,
+        as ``best_of_2``), ``second`` (right by the 1st or 2nd answer, or by any sample),
+        ``answers`` (the graded answers of the first sample, ``None`` where none parsed) and
+        ``correct`` (their verdicts).
+    """
+    samples: dict[int, list[list[dict[str, Any]]]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            episode = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line
+        graded = [t for t in episode["turns"] if t.get("correct") is not None]
+        samples.setdefault(episode["index"], []).append(graded)
+    outcomes = {}
+    for index, group in samples.items():
+        outcomes[index] = {
+            "first": sum(bool(g and g[0]["correct"]) for g in group) / len(group),
+            "second": float(any(t["correct"] for g in group for t in g[:2])),
+            "answers": [t.get("answer") for t in group[0][:2]],
+            "correct": [bool(t["correct"]) for t in group[0][:2]],
+        }
+    return outcomes
+
+
+def evidence_from_rows(rows: Sequence[dict[str, Any]]) -> Evidence:
+    """2nd-try outcomes from the rows' ``solved_second`` (rows without episode files).
+
+    Every arm was scored on the same ``items`` problems, so the problems that no row solved
+    are ties; they enter as anonymous problems.
+    """
+    solved = set().union(*(r["solved_second"] for r in rows))
+    items = max(r["items"] for r in rows)
+    universe = [*sorted(solved), *(("unsolved", k) for k in range(items - len(solved)))]
+    outcomes = {}
+    for row in rows:
+        mine = set(row["solved_second"])
+        outcomes[(row["arm"], row["seed"])] = {
+            index: {"second": float(index in mine)} for index in universe
+        }
+    return Evidence(outcomes, from_rows=True)
+
+
+def env_options(args: argparse.Namespace, split: str) -> dict[str, Any]:
+    """The env options of ``split`` with the run's task options (no protocol options)."""
+    return {**json.loads(args.env_kwargs), "split": split}
+
+
+def selection_split(args: argparse.Namespace) -> str:
+    """Where the shortcut form is chosen: the validation split, else train.
+
+    Train where the task has no validation split, or where validation is the held-out split
+    itself (a form chosen on the problems it is scored on would be an oracle).
+    """
+    if args.eval_split != "validation":
+        try:
+            check_env(args.env, env_options(args, "validation"))
+            return "validation"
+        except ValueError:
+            pass
+    return "train"
+
+
+def shortcut_arm(args: argparse.Namespace, indices: Sequence[int]) -> dict[str, Any]:
+    """The model-free shortcut arm on the held-out items ``indices``.
+
+    Its 1st try is the task's best fixed form (:func:`rrr_env.shortcuts.best_form`) and its
+    2nd answer the form that adds the most to it, both chosen on the first ``--eval-n``
+    distinct problems of :func:`selection_split`; ``any_form`` is solved by at least one of
+    the task's forms (an upper bound on what a fixed form can do, chosen with hindsight).
+    """
+    chooser = selection_split(args)
+    make = lambda: gym.make(args.env, **env_options(args, chooser))  # noqa: E731
+    choice = best_form(make().unwrapped.task, distinct_indices(make, args.eval_n))
+    task = gym.make(args.env, **env_options(args, args.eval_split)).unwrapped.task
+    verdicts = {form.name: form_verdicts(task, form, indices) for form in forms_for(task)}
+    solved = {name: {i for i, v in by.items() if v.correct} for name, by in verdicts.items()}
+    first, second = solved[choice.form.name], solved[choice.second.name]
+    return {
+        "form": choice.form.name,
+        "second_form": choice.second.name,
+        "chosen_on": chooser,
+        "chosen_on_items": len(choice.indices),
+        "chosen_on_first": len(choice.solved[choice.form.name]) / len(choice.indices),
+        "chosen_on_second": len(choice.solved[choice.form.name] | choice.solved[choice.second.name])
+        / len(choice.indices),
+        "forms": len(verdicts),
+        "families": {form.name: form.kind for form in forms_for(task)},
+        "solved": {name: sorted(s) for name, s in solved.items()},
+        "any_form": sorted(set().union(*solved.values())),
+        "answers": {name: {i: v.answer for i, v in by.items()} for name, by in verdicts.items()},
+        "outcomes": {
+            i: {"first": float(i in first), "second": float(i in first | second)} for i in indices
+        },
+    }
+
+
+def gather_evidence(
+    rows: Sequence[dict[str, Any]], out: Path, args: argparse.Namespace
+) -> Evidence:
+    """Per-problem outcomes of every row from its episode file, and the shortcut arm.
+
+    Rows whose episode file is missing fall back to :func:`evidence_from_rows` for all rows.
+    """
+    paths = {
+        (r["arm"], r["seed"]): out / "episodes" / f"{r['arm']}__seed{r['seed']}.jsonl" for r in rows
+    }
+    if not all(path.exists() for path in paths.values()):
+        return evidence_from_rows(rows)
+    outcomes = {arm_seed: episode_outcomes(path) for arm_seed, path in paths.items()}
+    task = gym.make(args.env, **env_options(args, args.eval_split)).unwrapped.task
+    keys: dict[int, str] = {}
+
+    def key(index: Any) -> Hashable:
+        if index not in keys:
+            keys[index] = task.problem_key(task[index])
+        return keys[index]
+
+    indices = sorted(set().union(*outcomes.values()))
+    return Evidence(outcomes, key, shortcut_arm(args, indices))
+
+
 # -- report --------------------------------------------------------------------------------
-
-
-def sign_test(gained: int, lost: int) -> float:
-    """Two-sided exact sign test p-value of ``gained`` vs ``lost`` discordant items."""
-    n = gained + lost
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(gained, lost) + 1)) / 2**n
-    return min(1.0, 2 * tail)
 
 
 def _mean_sd(values: Sequence[float]) -> str:
@@ -625,8 +772,225 @@ def other_cpus(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
-    """The markdown report."""
+#: Pairs of arms compared problem by problem (the shortcut arm joins against every arm).
+PAIRS = (
+    ("rrr", "vanilla"),
+    ("rise", "retry"),
+    ("rrr", "rise"),
+    ("vanilla", "retry"),
+    ("vanilla", "fixed_reflection"),
+    ("vanilla", "best_of_2"),
+)
+#: A gain whose gained problems lie at least this much in shortcut-solvable problems is
+#: labelled as a shortcut's.
+SHORTCUT_SHARE = 0.9
+TRIES = (("second", "2nd"), ("first", "1st"))
+
+
+def arm_problems(evidence: Evidence, arm: str, field: str) -> dict[Hashable, float] | None:
+    """``arm``'s outcome (``first`` or ``second``) per problem, its seeds averaged."""
+    if arm == "shortcut":
+        seeds = [evidence.shortcut["outcomes"]] if evidence.shortcut else []
+    else:
+        seeds = [o for (a, _), o in sorted(evidence.outcomes.items()) if a == arm]
+    if not seeds or any(field not in record for o in seeds for record in o.values()):
+        return None
+    return per_problem([{i: r[field] for i, r in o.items()} for o in seeds], evidence.key)
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}"
+
+
+def problem_lines(evidence: Evidence, arms: Sequence[str]) -> list[str]:
+    """The problem-level comparison table (see :mod:`benchmarks.problem_stats`)."""
+    pairs = [(a, b) for a, b in PAIRS if a in arms and b in arms]
+    if evidence.shortcut:
+        against = [a for a in ("vanilla", *TRAINED_ARMS) if a in arms] or arms[:1]
+        pairs += [(a, "shortcut") for a in against]
+    lines = []
+    for a, b in pairs:
+        for field, label in TRIES:
+            mine, theirs = arm_problems(evidence, a, field), arm_problems(evidence, b, field)
+            if mine is None or theirs is None:
+                continue
+            c = compare(mine, theirs)
+            lines.append(
+                f"| {a} vs {b} | {label} | {c.problems} | {c.a:.3f} | {c.b:.3f} | "
+                f"{c.difference:+.3f} [{c.interval[0]:+.3f}, {c.interval[1]:+.3f}] | "
+                f"{c.gained} | {c.lost} | {_p(c.sign_p)} | {_p(c.permutation_p)} |"
+            )
+    if not lines:
+        return []
+    seeds = {arm: sum(a == arm for a, _ in evidence.outcomes) for arm in arms}
+    several = ", ".join(f"{arm} {n}" for arm, n in seeds.items() if n > 1)
+    note = (
+        " The rows hold no episode files: 2nd try only, from `solved_second`."
+        if evidence.from_rows
+        else ""
+    )
+    return [
+        "",
+        "**Problem-level comparisons** (the unit is the held-out problem: an arm's outcome on "
+        "a problem is its mean over seeds"
+        + (f" ({several} seeds)" if several else "")
+        + " and over repeated items of the problem; gained / lost: problems whose mean went "
+        "up / down; exact two-sided sign test with ties dropped; paired permutation test of "
+        "the mean difference (exact up to 16 changed problems, else 20,000 random sign flips, "
+        "whose floor is 5e-05); 95% bootstrap interval over problems, seed 0)." + note,
+        "",
+        "| comparison | try | problems | A | B | A - B [95% CI] | gained | lost | sign p | "
+        "permutation p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
+def gain_split_lines(evidence: Evidence, arms: Sequence[str]) -> list[str]:
+    """Each trained arm's gains over its control, in problems the shortcut solves or not."""
+    shortcut = evidence.shortcut
+    if not shortcut:
+        return []
+    solvable = arm_problems(evidence, "shortcut", "first") or {}
+    families: dict[str, set[Hashable]] = {}
+    for name, solved in shortcut["solved"].items():
+        families.setdefault(name, set()).update(evidence.key(i) for i in solved)
+    lines = []
+    for trained, control in CURVE_START.items():
+        if trained not in arms or control not in arms:
+            continue
+        for field, label in TRIES:
+            mine = arm_problems(evidence, trained, field)
+            theirs = arm_problems(evidence, control, field)
+            if mine is None or theirs is None:
+                continue
+            common = [p for p in mine if p in theirs]
+            gained = {p for p in common if mine[p] > theirs[p]}
+            lost = {p for p in common if mine[p] < theirs[p]}
+            inside = {p for p in common if solvable.get(p, 0) > 0}
+            share = len(gained & inside) / len(gained) if gained else 0.0
+            cover, covered = max(
+                ((name, len(gained & solved)) for name, solved in families.items()),
+                key=lambda pair: pair[1],
+            )
+            if len(gained) <= len(lost):
+                verdict = "no net gain"
+            elif share >= SHORTCUT_SHARE:
+                verdict = "**in shortcut-solvable problems" + (
+                    "**" if share == 1 else " (mostly)**"
+                )
+            elif covered / len(gained) >= SHORTCUT_SHARE:
+                verdict = f"**in problems that `{cover}` solves**"
+            else:
+                verdict = "not the shortcut's"
+            lines.append(
+                f"| {trained} vs {control} | {label} | {len(inside)}: +{len(gained & inside)} "
+                f"/ -{len(lost & inside)} | {len(common) - len(inside)}: "
+                f"+{len(gained - inside)} / -{len(lost - inside)} | "
+                f"{share:.0%} | `{cover}` {covered}/{len(gained)} | {verdict} |"
+            )
+    if not lines:
+        return []
+    return [
+        "",
+        f"**Gains split by the shortcut** (problems the shortcut's 1st answer `{shortcut['form']}`"
+        " solves, and the rest: problems, gained / lost against the control; a gain with >= "
+        f"{SHORTCUT_SHARE:.0%} of its gained problems in shortcut-solvable ones is labelled so; "
+        "the last form column is the fixed form that solves the most gained problems, found on "
+        "the held-out problems, so descriptive only):",
+        "",
+        "| comparison | try | shortcut solves | shortcut does not | gains in shortcut problems "
+        "| best-covering form | gain |",
+        "|---|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
+def retry_lines(evidence: Evidence) -> list[str]:
+    """Per arm with a retry: failures fixed on the retry, and retries that repeat the answer."""
+    lines = []
+    for (arm, seed), outcomes in sorted(
+        evidence.outcomes.items(), key=lambda kv: (ARMS.index(kv[0][0]), kv[0][1])
+    ):
+        if arm == "best_of_2" or evidence.from_rows:
+            continue
+        failed = [r for r in outcomes.values() if not r["correct"][0]]
+        retried = [r for r in failed if len(r["answers"]) > 1]
+        fixed = sum(r["correct"][1] for r in retried)
+        same = sum(
+            r["answers"][1] is not None and r["answers"][1] == r["answers"][0] for r in retried
+        )
+        none = sum(r["answers"][1] is None for r in retried)
+        lines.append(
+            f"| {arm} | {seed or '-'} | {len(failed)} | {fixed} | {same} of {len(retried)} | "
+            f"{none} |"
+        )
+    if not lines:
+        return []
+    return [
+        "",
+        "**Retries** (greedy; failures of the 1st attempt, those fixed by the 2nd, and 2nd "
+        "answers equal to the 1st attempt's answer, compared in the verifier's canonical form):",
+        "",
+        "| arm | seed | 1st-try failures | fixed on the retry | retries repeating the 1st answer "
+        "| retries without an answer |",
+        "|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
+def answer_form_lines(evidence: Evidence) -> list[str]:
+    """Per arm and seed: how many 1st answers are a fixed form's answer, by form family."""
+    shortcut = evidence.shortcut
+    if not shortcut or evidence.from_rows:
+        return []
+    lines = []
+    for (arm, seed), outcomes in sorted(
+        evidence.outcomes.items(), key=lambda kv: (ARMS.index(kv[0][0]), kv[0][1])
+    ):
+        counts: dict[str, int] = {}
+        matched = 0
+        for index, record in outcomes.items():
+            answer = record["answers"][0] if record["answers"] else None
+            kinds = {
+                shortcut["families"][name]
+                for name, answers in shortcut["answers"].items()
+                if answer is not None and answers.get(index) == answer
+            }
+            matched += bool(kinds)
+            for kind in kinds:
+                counts[kind] = counts.get(kind, 0) + 1
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
+        shown = ", ".join(f"`{kind}` {n}" for kind, n in top) or "-"
+        lines.append(f"| {arm} | {seed or '-'} | {matched} of {len(outcomes)} | {shown} |")
+    return [
+        "",
+        "**1st answers that are a fixed form's answer** (the same canonical answer as one of "
+        f"the {shortcut['forms']} fixed forms on that problem; by form family):",
+        "",
+        "| arm | seed | fixed-form answers | most common families |",
+        "|---|---|---|---|",
+        *lines,
+    ]
+
+
+def render(
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    command: str,
+    evidence: Evidence | None = None,
+) -> str:
+    """The markdown report.
+
+    Args:
+        rows: The rows of ``results.jsonl``.
+        args: The run's options.
+        command: The command that reproduces the rows.
+        evidence: Per-problem outcomes and the shortcut arm (:func:`gather_evidence`);
+            default: from the rows alone (:func:`evidence_from_rows`), without a shortcut.
+    """
+    evidence = evidence or evidence_from_rows(rows)
+    shortcut = evidence.shortcut
     by_arm: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_arm.setdefault(row["arm"], []).append(row)
@@ -673,32 +1037,54 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
             f"{sum(r['eval_generated_tokens'] for r in group) / sum(r['items'] for r in group):.0f}"
             " |"
         )
-    lines += [
-        "",
-        "Paired comparisons on the 2nd try (items solved; exact two-sided sign test):",
-        "",
-    ]
-    lines += ["| comparison | seed | gained | lost | p |", "|---|---|---|---|---|"]
-    pairs = [("rrr", "vanilla"), ("rise", "retry"), ("rrr", "rise"), ("vanilla", "retry")]
-    pairs += [("vanilla", "fixed_reflection"), ("vanilla", "best_of_2")]
-    for a, b in pairs:
-        pooled = [0, 0, 0]  # gained, lost, seeds
+    if shortcut:
+        outcomes = shortcut["outcomes"].values()
+        lines.append(
+            f"| shortcut: fixed form `{shortcut['form']}`, 2nd answer `{shortcut['second_form']}` "
+            f"(model-free, chosen on {shortcut['chosen_on']}) | - | "
+            f"{sum(o['first'] for o in outcomes) / len(outcomes):.3f} | "
+            f"{sum(o['second'] for o in outcomes) / len(outcomes):.3f} | - | - | - | 0 |"
+        )
+        lines.append(
+            f"| any of the {shortcut['forms']} fixed forms (upper bound, chosen with hindsight) "
+            f"| - | - | {len(shortcut['any_form']) / len(outcomes):.3f} | - | - | - | 0 |"
+        )
+        lines += [
+            "",
+            f"The shortcut arm answers every problem with one fixed form, chosen on the first "
+            f"{shortcut['chosen_on_items']} distinct problems of the `{shortcut['chosen_on']}` "
+            f"split (1st try {shortcut['chosen_on_first']:.3f} there, with its 2nd answer "
+            f"{shortcut['chosen_on_second']:.3f}), and is scored on the same held-out problems "
+            "by the same verifier (`rrr_env.shortcuts`).",
+        ]
+    per_seed = []
+    for a, b in PAIRS:
         for row in by_arm.get(a, []):
             others = [r for r in by_arm.get(b, []) if r["seed"] in (row["seed"], 0)]
             if not others:
                 continue
             mine, theirs = set(row["solved_second"]), set(others[0]["solved_second"])
             gained, lost = len(mine - theirs), len(theirs - mine)
-            pooled = [pooled[0] + gained, pooled[1] + lost, pooled[2] + 1]
-            lines.append(
+            per_seed.append(
                 f"| {a} vs {b} | {row['seed'] or '-'} | {gained} | {lost} | "
                 f"{sign_test(gained, lost):.2g} |"
             )
-        if pooled[2] > 1:
-            lines.append(
-                f"| {a} vs {b} | pooled ({pooled[2]} seeds) | {pooled[0]} | {pooled[1]} | "
-                f"{sign_test(pooled[0], pooled[1]):.2g} |"
-            )
+    arms = [arm for arm in ARMS if arm in by_arm]
+    lines += problem_lines(evidence, arms)
+    if per_seed:
+        lines += [
+            "",
+            "Per seed, on the 2nd try (items solved by one seed against the control; exact "
+            "two-sided sign test; seeds share the problems, so their counts are not added up: "
+            "the problem-level table above is the evidence over seeds):",
+            "",
+            "| comparison | seed | gained | lost | p |",
+            "|---|---|---|---|---|",
+            *per_seed,
+        ]
+    lines += gain_split_lines(evidence, arms)
+    lines += retry_lines(evidence)
+    lines += answer_form_lines(evidence)
     traced = [r for arm in TRAINED_ARMS for r in by_arm.get(arm, []) if r.get("held_out_curve")]
     if traced:
         lines += [
@@ -744,8 +1130,11 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, command: str) -
     return "\n".join(lines)
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy vs training wall time: each method from the base model to its trained policy."""
+def plot(rows: list[dict[str, Any]], path: Path, shortcut: dict[str, Any] | None = None) -> None:
+    """Accuracy vs training wall time: each method from the base model to its trained policy.
+
+    The controls (and the model-free ``shortcut`` arm, if given) are horizontal lines.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -765,6 +1154,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         for arm, style in (("fixed_reflection", ":"), ("best_of_2", "--")):
             if arm in base:
                 ax.axhline(base[arm][key], color="grey", linestyle=style, label=LABELS[arm])
+        if shortcut:
+            outcomes = shortcut["outcomes"].values()
+            level = sum(o[key.removesuffix("_try")] for o in outcomes) / len(outcomes)
+            ax.axhline(level, color="C3", linestyle="-.", label=f"shortcut `{shortcut['form']}`")
         ax.set_title(title)
         ax.set_xlabel("training wall time (min)")
     axes[0].set_ylabel("accuracy (held-out)")
@@ -796,6 +1189,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    if args.render_only:
+        return render_only(args.out_dir)
     preflight(lambda: (check_arms(args), check_resume(args)))
     command = command_line("benchmarks.rrr_vs_rise", argv)
     out = args.out_dir
@@ -853,9 +1248,40 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             curve = held_out_curve(arm, seed, Path(trained["run_dir"]), args, out / "episodes")
             finish(arm, seed, {**trained, **scores, "held_out_curve": curve})
     if rows:
-        (out / "report.md").write_text(render(rows, args, command))
-        plot(rows, out / "accuracy.png")
+        write_report(rows, args, command, out)
         print((out / "report.md").read_text())
+    return rows
+
+
+def write_report(
+    rows: list[dict[str, Any]], args: argparse.Namespace, command: str, out: Path
+) -> None:
+    """``report.md``, ``accuracy.png`` and the model-free shortcut arm's ``shortcut.json``."""
+    evidence = gather_evidence(rows, out, args)
+    if evidence.shortcut:
+        kept = {k: v for k, v in evidence.shortcut.items() if k not in ("answers", "outcomes")}
+        (out / "shortcut.json").write_text(json.dumps(kept, indent=1) + "\n")
+    (out / "report.md").write_text(render(rows, args, command, evidence))
+    plot(rows, out / "accuracy.png", evidence.shortcut)
+
+
+def render_only(out: Path) -> list[dict[str, Any]]:
+    """Rewrite the report of ``out`` from its rows and episodes, loading no model.
+
+    The run's options come from the command of the last row (the rows of one folder share
+    their evaluation settings; later commands add arms or seeds).
+    """
+    rows = read_rows(out / "results.jsonl")
+    if not rows:
+        print(f"error: no rows in {out / 'results.jsonl'}", file=sys.stderr)
+        raise SystemExit(2)
+    command = rows[-1]["command"]
+    words = shlex.split(command)
+    args = parse_args(words[words.index("benchmarks.rrr_vs_rise") + 1 :])
+    args.out_dir = out
+    args.eval_dtype = rows[-1].get("eval_dtype", args.eval_dtype)
+    write_report(rows, args, command, out)
+    print(f"wrote {out / 'report.md'}")
     return rows
 
 

@@ -38,10 +38,18 @@ class FixedForm:
         name: Short label, e.g. ``"- descending"``.
         respond: Maps an item of the task to the full response text (e.g. with
             ``\\boxed{...}``), which the task's verifier then grades.
+        family: Forms that answer alike, for counting a model's answers by form (Countdown:
+            one operator in any order, e.g. ``"+ fold"``); default: the name.
     """
 
     name: str
     respond: Callable[[Any], str]
+    family: str = ""
+
+    @property
+    def kind(self) -> str:
+        """:attr:`family`, or :attr:`name` where none is given."""
+        return self.family or self.name
 
 
 def _ordered(numbers: Sequence[int], order: str) -> list[int]:
@@ -106,7 +114,7 @@ def countdown_forms() -> list[FixedForm]:
             def respond(item: Any, operator: str = operator, order: str = order) -> str:
                 return f"\\boxed{{{countdown_fold(item.numbers, operator, order)}}}"
 
-            forms.append(FixedForm(f"{operator} {order}", respond))
+            forms.append(FixedForm(f"{operator} {order}", respond, f"{operator} fold"))
     return forms
 
 

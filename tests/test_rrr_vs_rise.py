@@ -18,8 +18,11 @@ from benchmarks.rrr_vs_rise import (
     ARMS,
     MEASURED_CODE,
     PACKAGES,
+    Evidence,
     arm_scores,
     curve_marks,
+    episode_outcomes,
+    gain_split_lines,
     held_out_curve,
     main,
     parse_args,
@@ -283,7 +286,7 @@ def test_curve_marks_split_the_budget_evenly():
     assert curve_marks(parse_args(["--curve-points", "0"])) is None
 
 
-def test_report_pools_the_seeds_and_draws_the_held_out_curve():
+def test_report_counts_problems_once_and_draws_the_held_out_curve():
     base = {"machine": machine_info(MEASURED_CODE, PACKAGES), "items": 4}
     base["eval_generated_tokens"] = 10
     retry = {**base, "arm": "retry", "seed": 0, "first_try": 0.25, "second_try": 0.25}
@@ -296,12 +299,111 @@ def test_report_pools_the_seeds_and_draws_the_held_out_curve():
             | {"solved_second": solved, "train_seconds": 2880.0, "held_out_curve": [point]}
         )
     report = render(rows, parse_args([]), "cmd")
-    # Seed 1 gains items 1 and 2; seed 2 gains 1, 2 and 3 and loses 0.
-    assert "| rise vs retry | pooled (2 seeds) | 5 | 1 | 0.22 |" in report
+    # Per seed: seed 1 gains items 1 and 2; seed 2 gains 1, 2 and 3 and loses 0.
+    assert "| rise vs retry | 1 | 2 | 0 | 0.5 |" in report
+    assert "| rise vs retry | 2 | 3 | 1 | 0.62 |" in report
+    # Per problem (means over the 2 seeds): 0 from 1 to 0.5 (lost), 1 and 2 up to 1, 3 up to
+    # 0.5: 3 gained, 1 lost, counted once each; no count pooled over seeds.
+    assert "| rise vs retry | 2nd | 4 | 0.750 | 0.250 | +0.500 [" in report
+    assert "| 3 | 1 | 0.62 | " in report
+    assert "pooled" not in report
     assert (
         "- rise seed 2: 0.0 min 0.250 / 0.250, 15.2 min 0.500 / 0.500, 48.0 min 0.750 / 0.750"
         in (report)
     )
+
+
+def write_run(out, arms_right, *, seeds=(0,)):
+    """Episodes and rows of a scripted run on 4 test items, as the harness writes them."""
+    command = (
+        "python -m benchmarks.rrr_vs_rise --env-kwargs '{\"size\": 8}' --eval-split test "
+        "--eval-n 4 --arms vanilla retry rise"
+    )
+    (out / "episodes").mkdir(parents=True)
+    rows = []
+    for arm, seed, right_at in arms_right:
+        episodes = episodes_of(arm, right_at)
+        with (out / "episodes" / f"{arm}__seed{seed}.jsonl").open("w") as handle:
+            for episode in episodes:
+                handle.write(json.dumps(episode.to_dict()) + "\n")
+        row = {"arm": arm, "seed": seed, "command": command, **arm_scores(arm, episodes)}
+        row |= {"train_seconds": 60.0} if seed else {}
+        rows.append(row | {"machine": machine_info(MEASURED_CODE, PACKAGES)})
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def test_render_only_rebuilds_the_report_with_problem_statistics_and_the_shortcut(tmp_path):
+    out = tmp_path / "run"
+    # Two RISE seeds that solve the same problems (0 and 1, both on the 1st try) against a
+    # control that solves problem 0 on the retry.
+    write_run(
+        out,
+        [("retry", 0, {0: {2}}), ("rise", 1, {0: {1}, 1: {1}}), ("rise", 2, {0: {1}, 1: {1}})],
+    )
+    main(["--render-only", "--out-dir", str(out)])
+    report = (out / "report.md").read_text()
+    assert "pooled" not in report
+    # The same p-value as one seed: two identical seeds add no evidence.
+    assert (
+        "| rise vs retry | 2nd | 4 | 0.500 | 0.250 | +0.250 [+0.000, +0.750] | 1 | 0 | 1 | 1 |"
+        in (report)
+    )
+    assert "| rise vs retry | 1st | 4 | 0.500 | 0.000 | +0.500 [" in report
+    shortcut = json.loads((out / "shortcut.json").read_text())
+    assert shortcut["chosen_on"] == "train", "Countdown-v0 has no validation split"
+    assert shortcut["forms"] == 16
+    assert "| shortcut: fixed form `" in report and "(model-free, chosen on train)" in report
+    assert "| rise vs shortcut | 2nd | 4 |" in report
+    assert "**Gains split by the shortcut**" in report
+    # The scripted retry fixes problem 0 for the control; RISE's retries are never needed on
+    # 0 and 1 and repeat "1 + 1" on 2 and 3.
+    assert "| retry | - | 4 | 1 | 3 of 4 | 0 |" in report
+    assert "| rise | 1 | 2 | 0 | 2 of 2 | 0 |" in report
+    assert (out / "accuracy.png").stat().st_size
+
+
+@pytest.mark.parametrize(
+    "gained, label",
+    [
+        (range(10), "| 100% | `f` 10/10 | **in shortcut-solvable problems** |"),
+        ([*range(9), 10], "| 90% | `f` 9/10 | **in shortcut-solvable problems (mostly)** |"),
+        ([*range(8), 10, 11], "| 80% | `f` 8/10 | not the shortcut's |"),
+        ([10, 11], "| 0% | `g` 2/2 | **in problems that `g` solves** |"),
+    ],
+)
+def test_a_gain_in_shortcut_solvable_problems_is_labelled_so(gained, label):
+    """Problems 0..9 of 20 are solved by the shortcut form; the arm gains ``gained``."""
+    first = {i: {"first": float(i in gained), "second": float(i in gained)} for i in range(20)}
+    zero = {i: {"first": 0.0, "second": 0.0} for i in range(20)}
+    shortcut = {
+        "form": "f",
+        "solved": {"f": list(range(10)), "g": [10, 11]},
+        "outcomes": {i: {"first": float(i < 10), "second": float(i < 10)} for i in range(20)},
+    }
+    evidence = Evidence({("rise", 1): first, ("retry", 0): zero}, shortcut=shortcut)
+    lines = "\n".join(gain_split_lines(evidence, ["retry", "rise"]))
+    inside = len(gained) - sum(i >= 10 for i in gained)
+    outside = len(gained) - inside
+    assert f"| rise vs retry | 2nd | 10: +{inside} / -0 | 10: +{outside} / -0 {label}" in lines
+    # The control solving more than the arm: no net gain to attribute.
+    evidence = Evidence({("rise", 1): zero, ("retry", 0): first}, shortcut=shortcut)
+    assert "| no net gain |" in "\n".join(gain_split_lines(evidence, ["retry", "rise"]))
+
+
+def test_render_only_needs_rows(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--render-only", "--out-dir", str(tmp_path)])
+    assert stopped.value.code == 2 and "no rows" in capsys.readouterr().err
+
+
+def test_episode_outcomes_read_first_and_second_try_and_answers(tmp_path):
+    rows = write_run(tmp_path / "run", [("vanilla", 0, {0: {1}, 1: {2}})])
+    outcomes = episode_outcomes(tmp_path / "run" / "episodes" / "vanilla__seed0.jsonl")
+    assert [outcomes[i]["first"] for i in range(4)] == [1.0, 0.0, 0.0, 0.0]
+    assert [outcomes[i]["second"] for i in range(4)] == [1.0, 1.0, 0.0, 0.0]
+    assert outcomes[2]["answers"] == ["1+1", "1+1"] and outcomes[2]["correct"] == [False, False]
+    assert rows[0]["solved_second"] == [0, 1]
 
 
 @pytest.mark.slow
