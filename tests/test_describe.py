@@ -89,7 +89,7 @@ def test_the_markdown_tables_cover_every_id_and_escape_pipes():
         if line.startswith("| `"):
             # Four columns: escaped pipes (\|) in types such as `str \| None` do not count.
             assert len(re.split(r"(?<!\\)\|", line)) == 6, line
-    assert "`0` (`rrr/Countdown-v1`: `10`)" in text
+    assert "`0` (`rrr/Countdown-v1`: `10`" in text  # the code's default, then the ids'
     assert describe("rrr/GSM8K-v0").markdown().startswith("| option | type | default |")
 
 
