@@ -3,6 +3,7 @@
     python -m benchmarks.rrr_vs_rise --env rrr/Countdown-v0 --model qwen2.5-coder-0.5b \\
         --budget-minutes 10 --seeds 3
     python -m benchmarks.rrr_vs_rise --quick        # a smoke run of every arm, under /tmp
+    python -m benchmarks.rrr_vs_rise --render-only --out-dir <run>   # rebuild a report
 
 From the same base model, for each seed, both methods train on the env's train split for the
 same wall-clock budget (collection included, evaluation excluded), with the same LoRA choice
@@ -27,9 +28,23 @@ Arms (``arm`` in the JSONL):
 - ``rrr``: RRR-GRPO's policy (seed ``s``), evaluated like ``vanilla``.
 - ``rise``: RISE-AWR's policy (seed ``s``), evaluated like ``retry``.
 
+- ``shortcut`` (model-free, computed when the report is written, no row): the task's best
+  fixed-form answer (:mod:`rrr_env.shortcuts`: for Countdown one operator folded over the
+  numbers), chosen on the validation split (train where there is none, or where validation
+  is the held-out split), scored on the same held-out problems; its 2nd answer is the form
+  that adds the most to the first there. "Any form" (solved by at least one fixed form) is
+  the upper bound of a fixed policy.
+
+Statistics: seeds share the held-out problems, so the report counts each problem once
+(:mod:`benchmarks.problem_stats`: per-problem mean over seeds, exact sign test, paired
+permutation test, bootstrap interval), keeps the per-seed sign tests beside it, splits each
+trained arm's gains into problems the shortcut solves and the rest, and counts the retries
+that fix a failure or repeat the first answer (from ``episodes/``).
+
 Results: ``<out-dir>/results.jsonl`` (one row per arm and seed, appended when the arm is done;
-a rerun skips finished arms, and each evaluation resumes from its episode file), ``report.md``
-and ``accuracy.png``. Training checkpoints go under ``--runs-dir``.
+a rerun skips finished arms, and each evaluation resumes from its episode file), ``report.md``,
+``accuracy.png`` and ``shortcut.json``; ``--render-only`` rebuilds the last three from the rows
+and episodes without a model. Training checkpoints go under ``--runs-dir``.
 
 Learning curves: each trainer also saves its policy when its training time first passes
 ``--curve-points`` evenly spaced marks inside the budget (15 and 30 minutes of 45 by
