@@ -16,11 +16,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rrr_env import data as rrr_data
+from rrr_env.shortcuts import COUNTDOWN_OPERATORS, COUNTDOWN_ORDERS, countdown_fold_value
 from rrr_env.tasks.base import (
     ArgumentTypeError,
     Message,
     Task,
     caller_stacklevel,
+    check_bool,
     check_choice,
     check_index,
     check_int,
@@ -138,6 +140,12 @@ class CountdownTask(Task):
         number_range: Inclusive range of the numbers (TinyZero: 1..99).
         target_range: Inclusive range of the target (TinyZero: 10..100).
         seed: Generator seed; item ``i`` depends only on the seed, the split and ``i``.
+        exclude_fixed_forms: Generator only: leave out every target that one of the 16 fixed
+            forms of :func:`rrr_env.shortcuts.countdown_forms` reaches (the numbers folded left
+            to right with one operator, in the given, reversed, ascending or descending order),
+            so that no item has that shortcut. Needs 3 or more numbers: with 2, every solvable
+            problem is one operation, which a fixed form solves. The presets that set it say
+            so in their id (``NoFixedForms``).
         source: Deprecated: ``"generator"`` is ``data=None``, ``"jsonl"`` is ``data=path``,
             ``"hub"`` is ``data="Jiayi-Pan/Countdown-Tasks-3to4"``.
         path: Deprecated: the file for ``source="jsonl"``; pass ``data=path``.
@@ -161,6 +169,7 @@ class CountdownTask(Task):
         target_range: tuple[int, int] = (10, 100),
         seed: int = 0,
         validation_percent: int = 0,
+        exclude_fixed_forms: bool = False,
         source: str | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -193,6 +202,16 @@ class CountdownTask(Task):
         self.num_count = _int_range("num_count", num_count, 2, 5)
         self.number_range = _int_range("number_range", number_range, 0, 10_000)
         self.target_range = _int_range("target_range", target_range, -1_000_000, 1_000_000)
+        exclude_fixed_forms = check_bool("exclude_fixed_forms", exclude_fixed_forms)
+        if exclude_fixed_forms and data is not None:
+            raise ValueError("exclude_fixed_forms applies to the generator only (data=None)")
+        if exclude_fixed_forms and self.num_count[0] < 3:
+            raise ValueError(
+                "exclude_fixed_forms needs num_count >= 3: with 2 numbers every solvable "
+                "problem is one operation, which a fixed form solves; got "
+                f"num_count={num_count!r}"
+            )
+        self.exclude_fixed_forms = exclude_fixed_forms
         self._items: list[CountdownItem] | None = None
         if data is None:
             self.split = split or "train"
@@ -240,6 +259,8 @@ class CountdownTask(Task):
             f"num_count={self.num_count}, number_range={self.number_range}, "
             f"target_range={self.target_range}"
         )
+        if self.exclude_fixed_forms:
+            where += ", exclude_fixed_forms=True"
         for count in range(self.num_count[0], self.num_count[1] + 1):
             bound = _max_magnitude(count, largest)
             if high < -bound or low > bound:
@@ -264,11 +285,16 @@ class CountdownTask(Task):
                 )
 
     def _targets(self, numbers: tuple[int, ...], values: Iterable[Fraction]) -> list[int]:
+        # The targets the generator (and its construction-time probe) may pose for `numbers`.
         low, high = self.target_range
+        shortcuts = _fixed_form_values(numbers) if self.exclude_fixed_forms else frozenset()
         return sorted(
             int(v)
             for v in values
-            if v.denominator == 1 and low <= v <= high and self._split_of(numbers, v) == self.split
+            if v.denominator == 1
+            and low <= v <= high
+            and v not in shortcuts
+            and self._split_of(numbers, v) == self.split
         )
 
     def _split_of(self, numbers: Sequence[int], target: int | Fraction) -> str:
@@ -325,6 +351,16 @@ _OFFLINE_HINT = (
     "Offline, use the generator (data=None, the default), the bundled TinyZero test set "
     "(data=rrr_env.data.COUNTDOWN_TINYZERO_TEST) or a local JSON / JSONL file (data='<path>')."
 )
+
+
+def _fixed_form_values(numbers: Sequence[int]) -> frozenset[Fraction]:
+    """The values of the 16 fixed forms of ``numbers`` (see :mod:`rrr_env.shortcuts`)."""
+    values = (
+        countdown_fold_value(numbers, operator, order)
+        for operator in COUNTDOWN_OPERATORS
+        for order in COUNTDOWN_ORDERS
+    )
+    return frozenset(v for v in values if v is not None)
 
 
 def _source_label(data: Any) -> str:
