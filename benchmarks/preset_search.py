@@ -53,6 +53,9 @@ gym.register_envs(rrr_env)
 MEASURED_CODE = [
     "rrr_env/tasks/countdown.py",
     "rrr_env/shortcuts.py",
+    "rrr_env/verifiers/countdown.py",
+    "agents/evaluate.py",
+    "agents/rollout.py",
     "benchmarks/preset_search.py",
 ]
 PACKAGES = ["torch", "transformers", "gymnasium"]
@@ -109,6 +112,8 @@ CANDIDATES = [
     _setting("n3-r10-nofixed", 3, (1, 10), (1, 30), True),
     _setting("n3-r20", 3, (1, 20), (1, 50), False),
     _setting("n3-r20-nofixed", 3, (1, 20), (1, 50), True),
+    _setting("n3-r12-t100", 3, (1, 12), (1, 100), False),
+    _setting("n3-r12-t100-nofixed", 3, (1, 12), (1, 100), True),
     _setting("n3-r30", 3, (1, 30), (10, 60), False),
     _setting("n3-r30-nofixed", 3, (1, 30), (10, 60), True),
     _setting("n3-r99", 3, (1, 99), (10, 100), False),
@@ -416,7 +421,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    path.write_text(text, encoding="utf-8")
+    partial = path.with_suffix(".jsonl.partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)  # atomic: a kill never leaves half a file
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -455,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     **extra,
                 }
                 print(f"{candidate.name}: {rows[key]['first_try_solved']} solved by {args.model}")
+            # Merge with what other runs wrote meanwhile (one setting per run, in parallel).
+            rows = {**{_key(r): r for r in read_rows(jsonl)}, key: rows[key]}
             write_rows(jsonl, sorted(rows.values(), key=lambda r: str(_key(r))))
     text = render(list(rows.values()))
     markdown.write_text(text, encoding="utf-8")
