@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from fractions import Fraction
+from unittest import mock
 
 import gymnasium as gym
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 import rrr_env
 from rrr_env.tasks.countdown import SPLITS, CountdownTask, split_of
 from rrr_env.tasks.countdown_solver import reachable, reachable_values, solvable, solve
+from rrr_env.verifiers import countdown
 from rrr_env.verifiers.countdown import verify
 
 NUMS, TARGET = [96, 74, 37, 7], 52
@@ -352,6 +354,139 @@ def test_random_text_never_raises(text):
 def test_arithmetic_looking_text_never_raises(text):
     verdict = verify(f"\\boxed{{{text}}}", NUMS, TARGET)
     assert verdict.correct == (verdict.reason == "ok")
+
+
+# -- the fast path for short plain answers (issue 27) -----------------------------------------
+
+TYPICAL = (
+    "We need to combine [96, 74, 37, 7] to reach 52. Checking (96 - 74) + 37 - 7, it works.\n\n"
+    "So the answer is \\boxed{(96 - 74) + 37 - 7}."
+)
+
+
+def test_a_short_plain_answer_is_judged_on_the_fast_path(monkeypatch):
+    # The general path (box search, LaTeX normalisation, recursive parser) is not needed for
+    # the typical answer; taking it cost half the verifier's lead over sympy (issue 27).
+    def general(*args, **kwargs):
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr(countdown, "last_boxed", general)
+    monkeypatch.setattr(countdown, "_Parser", general)
+    for response, reason in (
+        (TYPICAL, "ok"),
+        ("\\boxed{96 - 74 + 37 + 7}", "missed_target"),
+        ("\\boxed{96 - 74 + 37}", "wrong_numbers"),
+        ("\\boxed{96 / 74 + 37 - 7}", "missed_target"),
+    ):
+        assert verify(response, NUMS, TARGET).reason == reason
+
+
+FAST_PATH_CASES = [
+    TYPICAL,
+    "\\boxed{ 96 -74+ 37 - 7 }",
+    "\\boxed{-(1 - 3) * 2}",
+    "\\boxed{- - 2 * -3}",
+    "\\boxed{8 / (3 - 8 / 3)}",
+    "\\boxed{6 / 3 * 4 / 8}",
+    "\\boxed{1 / 0}",
+    "\\boxed{1 / (2 - 2)}",
+    "\\boxed{(96 - 74 + 37 - 7}",
+    "\\boxed{96 - 74 + 37 - 7)}",
+    "\\boxed{96 - 74 + 37 - 7 +}",
+    "\\boxed{+96 - 74}",
+    "\\boxed{96 74}",
+    "\\boxed{96 ** 2}",
+    "\\boxed{96 // 2}",
+    "\\boxed{()}",
+    "\\boxed{(1)(2)}",
+    "\\boxed{2(3)}",
+    "\\boxed{(2)3}",
+    "\\boxed{007 + 1}",
+    "\\boxed{0 * 5}",
+    "\\boxed{   }",
+    "\\boxed{}",
+    "\\boxed{1}\\boxed{2",
+    "\\boxed{1} \\boxed {2}",
+    "\\boxed{1} \\boxed",
+    "\\boxed{1} \\boxed{\\frac{1}{2}}",
+    "\\boxed{1 + 2} and }",
+    "\\boxed{" + "(" * 70 + "1" + ")" * 70 + "}",
+    "\\boxed{" + "(" * 65 + "1}",
+    "\\boxed{" + "1 + " * 100 + "1}",
+    "\\boxed{\t1 +\n2 }",
+    "\\boxed{1 + ٣}",
+    "\\boxed{96 - 74 + 37 - 7 = 52}",
+]
+
+
+def test_no_answer_the_fast_path_accepts_nests_too_deep():
+    # Balanced parentheses deeper than MAX_DEPTH need more characters than the fast path reads.
+    assert countdown.FAST_PATH_CHARS < 2 * (countdown.MAX_DEPTH + 1) + 1
+
+
+def _reference(response, numbers, target):
+    """The verdict of the general path with the recursive parser alone (before issue 27)."""
+    with mock.patch.object(countdown, "_evaluate", return_value=None):
+        return countdown._verify_general(response, numbers, target)
+
+
+@pytest.mark.parametrize("response", FAST_PATH_CASES)
+def test_fast_path_verdicts_equal_the_general_path(response):
+    fast = verify(response, NUMS, TARGET)
+    general = _reference(response, NUMS, TARGET)
+    assert (fast, fast.details) == (general, general.details)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.text(alphabet="0123456789+-*/() \t=x", max_size=60),
+    st.lists(st.integers(0, 20), min_size=1, max_size=4),
+    st.integers(-50, 50),
+)
+def test_fast_path_agrees_with_the_general_path_on_any_plain_text(text, numbers, target):
+    for response in (f"so \\boxed{{{text}}}.", f"\\boxed{{{text} = {target}}}"):
+        fast = verify(response, numbers, target)
+        general = _reference(response, numbers, target)
+        assert (fast, fast.details) == (general, general.details)
+
+
+_SPACE = st.sampled_from(["", " ", "  "])
+_EXPRESSIONS = st.recursive(
+    st.integers(0, 120).map(str),
+    lambda inner: st.one_of(
+        st.tuples(inner, _SPACE, st.sampled_from("+-*/"), _SPACE, inner).map("".join),
+        st.tuples(st.just("("), _SPACE, inner, _SPACE, st.just(")")).map("".join),
+        st.tuples(st.just("-"), _SPACE, inner).map("".join),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_EXPRESSIONS, st.lists(st.integers(0, 120), min_size=1, max_size=4), st.integers(-9, 99))
+def test_fast_path_computes_what_the_parser_computes(expression, numbers, target):
+    response = f"so \\boxed{{{expression}}}."
+    fast = verify(response, numbers, target)
+    general = _reference(response, numbers, target)
+    assert (fast, fast.details) == (general, general.details)
+    tokens = countdown._TOKEN.findall(expression)
+    try:
+        value = countdown._Parser(tokens).expression()
+    except countdown._Invalid:
+        return
+    assert countdown.parse_expression(expression) == (
+        value,
+        [int(t) for t in tokens if t.isdigit()],
+        "".join(tokens),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="\\boxed{} 1+(", max_size=40))
+def test_fast_box_search_finds_what_last_boxed_finds(text):
+    box = countdown._plain_box(text)
+    if box is not None:
+        assert box == countdown.last_boxed(text, countdown.MAX_BOXED_CHARS)
 
 
 # -- the validation split (rrr/Countdown-v1) -------------------------------------------------

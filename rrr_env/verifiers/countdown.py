@@ -3,10 +3,21 @@
 A response is correct iff its last ``\\boxed{...}`` holds an arithmetic expression (or
 ``expression = target``) over integer literals with ``+ - * /``, parentheses and unary minus,
 whose literals are exactly the given numbers (each used once) and whose exact rational value
-equals the target. A small parser accepts only that grammar and computes the value exactly
-(integers, and :class:`fractions.Fraction` once a division is inexact); nothing is ever
-evaluated as code, and :mod:`ast` is not used either: ``ast.parse`` alone would cost more
-than this whole check.
+equals the target. A small evaluator accepts only that grammar and computes the value exactly
+(an ``int`` when it is whole, else a :class:`fractions.Fraction`); nothing is ever evaluated as
+code, and :mod:`ast` is not used either: ``ast.parse`` alone would cost more than this whole
+check.
+
+Speed (issue 27): most answers are short plain arithmetic in the last box
+(``\\boxed{(96 - 74) + 37 - 7}``). Those take a fast path: :func:`_plain_box` finds the box with
+two string searches, and :func:`_evaluate` reads it once, character by character, with no
+regular expression, recursion or :class:`~fractions.Fraction` arithmetic on the way. It gives
+the very verdict the general path gives (tests/test_countdown.py checks that on random
+input); anything else (LaTeX, equations, nested braces, boxes over
+:data:`FAST_PATH_CHARS`, the rarer errors) takes the general path, whose bounds are unchanged:
+:func:`~rrr_env.verifiers.boxed.last_boxed`, :func:`normalise`, then
+:func:`parse_expression`, where the recursive :class:`_Parser` words the errors the evaluator
+leaves to it.
 """
 
 from __future__ import annotations
@@ -24,6 +35,9 @@ REASONS = ("ok", "no_answer", "invalid_expression", "wrong_numbers", "missed_tar
 MAX_BOXED_CHARS = 2_000  # raw boxed content; longer is not a Countdown answer (bounds cost)
 MAX_EXPRESSION_CHARS = 1_000  # after normalisation; bounds parsing and exact arithmetic
 MAX_DEPTH = 64  # parenthesis nesting; CPython's parser gives up near 200
+#: Boxed answers up to this long that are plain arithmetic take the fast path. Below
+#: ``2 * MAX_DEPTH + 3``, so that no answer the fast path accepts nests too deep.
+FAST_PATH_CHARS = 120
 
 _REPLACEMENTS = (
     ("\\left", ""),
@@ -189,7 +203,14 @@ def parse_expression(text: str) -> tuple[int | Fraction, list[int], str]:
     if _ADJACENT_NUMBERS.search(text):
         raise ValueError("two numbers with no operator between them")
     tokens = _TOKEN.findall(text)
-    parser = _Parser(tokens)
+    canonical = "".join(tokens)  # no adjacent numbers: the same tokens
+    try:
+        evaluated = _evaluate(canonical)
+    except _Invalid as error:
+        raise ValueError(str(error)) from None
+    if evaluated is not None:
+        return *evaluated, canonical
+    parser = _Parser(tokens)  # only the parser can tell what is wrong
     try:
         value = parser.expression()
         if parser.position != len(tokens):  # stopped before the end: e.g. "1 + 2) * 3"
@@ -197,6 +218,167 @@ def parse_expression(text: str) -> tuple[int | Fraction, list[int], str]:
     except _Invalid as error:
         raise ValueError(str(error)) from None
     return value, parser.literals, "".join(tokens)
+
+
+# -- the fast path ---------------------------------------------------------------------------
+
+
+def _plain_box(response: str) -> str | None:
+    """The content of the last box when it is simple, else ``None`` (then ask :func:`last_boxed`).
+
+    Simple: the last ``\\boxed`` token is followed directly by ``{``, and the next ``}``, within
+    :data:`FAST_PATH_CHARS` characters, comes before any other ``{``. That box is exactly the one
+    :func:`last_boxed` returns: no box starts after it, and its braces balance at that ``}``.
+    Cost: two ``str.rfind``/``str.find`` calls, whatever the response.
+    """
+    start = response.rfind("\\boxed") + 7
+    if start < 7 or not response.startswith("{", start - 1):
+        return None
+    end = response.find("}", start, start + FAST_PATH_CHARS + 1)
+    if end < 0:
+        return None
+    box = response[start:end]
+    return None if "{" in box else box
+
+
+def _evaluate(text: str) -> tuple[Value, list[int]] | None:
+    """Value and literals of ``text`` in the grammar of :class:`_Parser`, read once.
+
+    The same grammar over the same tokens (ASCII numbers, ``+ - * / ( )``; spaces only
+    separate them), in one loop over the characters and with no recursion: each ``(`` saves
+    the state of the enclosing expression (the sum so far, how the current term joins it,
+    the product so far, how the next operand joins that, a pending unary minus) and its
+    ``)`` restores it. Values are exact: a numerator and a denominator, reduced once at the
+    end (an ``int`` when whole, else a :class:`~fractions.Fraction`, equal to the parser's).
+    Errors are found at the token where the parser finds them, with its message.
+
+    Returns:
+        ``(value, literals)``; ``None`` where only the parser can tell what is wrong (no
+        tokens, a character outside the alphabet, an operator where an operand belongs, a
+        number right after an operand).
+
+    Raises:
+        _Invalid: for the common errors (an expression that ends early, unbalanced
+            parentheses, a leading zero, a division by zero).
+    """
+    literals: list[int] = []
+    saved: list[tuple[int, int, str, int, int, str, bool]] = []
+    sum_n, sum_d = 0, 1  # the sum of the finished terms
+    add = "+"  # how the current term joins the sum
+    term_n = term_d = 1  # the current term: the product so far
+    mul = ""  # how the next operand joins the product ("" for its first operand)
+    negative = False  # an odd number of unary minus signs wait for the next operand
+    operand = True  # an operand is expected next
+    number = ""  # the digits of the number being read
+    for char in text + " ":  # the space ends a number at the end
+        if number:
+            if "0" <= char <= "9":
+                number += char
+                continue
+            if number[0] == "0" and len(number) > 1:
+                raise _Invalid("integer literal with a leading zero")
+            value_n, value_d = int(number), 1
+            literals.append(value_n)
+            number = ""
+            # the operand joins the product (as after ")" below)
+            if negative:
+                value_n, negative = -value_n, False
+            if not mul:
+                term_n, term_d = value_n, value_d
+            elif mul == "*":
+                term_n, term_d = term_n * value_n, term_d * value_d
+            elif value_n:
+                term_n, term_d = term_n * value_d, term_d * value_n
+            else:
+                raise _Invalid("division by zero")
+            operand = False
+        if char == " ":
+            continue
+        if operand:
+            if "0" <= char <= "9":
+                number = char
+            elif char == "-":
+                negative = not negative
+            elif char == "(":
+                saved.append((sum_n, sum_d, add, term_n, term_d, mul, negative))
+                sum_n, sum_d, add, mul, negative = 0, 1, "+", "", False
+            elif char == "+" or char == ")":
+                raise _Invalid(f"unexpected {char!r}")
+            else:
+                return None  # "*" or "/" (the parser may say "**"), or outside the alphabet
+        elif char == "+" or char == "-":
+            if sum_d == term_d:
+                sum_n = sum_n + term_n if add == "+" else sum_n - term_n
+            else:
+                term_n *= sum_d
+                sum_n = sum_n * term_d + term_n if add == "+" else sum_n * term_d - term_n
+                sum_d *= term_d
+            add, mul, operand = char, "", True
+        elif char == "*" or char == "/":
+            mul, operand = char, True
+        elif char == ")":
+            if not saved:
+                raise _Invalid("unexpected ')'")
+            if sum_d == term_d:
+                value_n = sum_n + term_n if add == "+" else sum_n - term_n
+                value_d = sum_d
+            else:
+                term_n *= sum_d
+                value_n = sum_n * term_d + term_n if add == "+" else sum_n * term_d - term_n
+                value_d = sum_d * term_d
+            sum_n, sum_d, add, term_n, term_d, mul, negative = saved.pop()
+            # the parenthesised operand joins the product (as a number does above)
+            if negative:
+                value_n, negative = -value_n, False
+            if not mul:
+                term_n, term_d = value_n, value_d
+            elif mul == "*":
+                term_n, term_d = term_n * value_n, term_d * value_d
+            elif value_n:
+                term_n, term_d = term_n * value_d, term_d * value_n
+            else:
+                raise _Invalid("division by zero")
+        elif char == "(":
+            raise _Invalid("unbalanced parentheses" if saved else "unexpected '('")
+        else:
+            return None  # a number right after an operand, or outside the alphabet
+    if operand:
+        if not literals and not negative and not saved:
+            return None  # no tokens at all
+        raise _Invalid("unexpected end")
+    if saved:
+        raise _Invalid("unbalanced parentheses")
+    if sum_d == term_d:
+        value_n = sum_n + term_n if add == "+" else sum_n - term_n
+        value_d = sum_d
+    else:
+        term_n *= sum_d
+        value_n = sum_n * term_d + term_n if add == "+" else sum_n * term_d - term_n
+        value_d = sum_d * term_d
+    if value_n % value_d == 0:
+        return value_n // value_d, literals
+    return Fraction(value_n, value_d), literals
+
+
+def _judge(
+    value: Value,
+    literals: list[int],
+    canonical: str,
+    claimed: int | None,
+    numbers: Sequence[int],
+    target: int,
+) -> Verdict:
+    used = sorted(literals)
+    details = {"value": str(value), "numbers_used": used}
+    try:
+        given = sorted(numbers)  # ints, as a rule: int() each only when that differs
+    except TypeError:
+        given = None
+    if used != given and used != sorted(map(int, numbers)):
+        return Verdict(False, "wrong_numbers", canonical, details)
+    if value != target or (claimed is not None and claimed != target):
+        return Verdict(False, "missed_target", canonical, details)
+    return Verdict(True, "ok", canonical, details)
 
 
 def verify(response: str, numbers: Sequence[int], target: int) -> Verdict:
@@ -218,23 +400,49 @@ def verify(response: str, numbers: Sequence[int], target: int) -> Verdict:
     """
     if not isinstance(response, str):
         raise TypeError(f"response must be a str, got {type(response).__name__}")
-    try:
-        boxed = last_boxed(response, MAX_BOXED_CHARS)
-    except BoxedTooLong as error:
-        return Verdict(False, "invalid_expression", details={"error": str(error)})
+    box = _plain_box(response)
+    if box is not None:
+        try:
+            evaluated = _evaluate(box)
+        except _Invalid as error:
+            # The parser's verdict too, unless a check on the whole text comes first.
+            if (
+                _ALLOWED.fullmatch(box)
+                and box.count("(") <= MAX_DEPTH
+                and not _ADJACENT_NUMBERS.search(box)
+            ):
+                return Verdict(False, "invalid_expression", details={"error": str(error)})
+            evaluated = None
+        if evaluated is not None:
+            return _judge(*evaluated, box.replace(" ", ""), None, numbers, target)
+    return _verify_general(response, numbers, target, box)
+
+
+def _verify_general(
+    response: str, numbers: Sequence[int], target: int, boxed: str | None = None
+) -> Verdict:
+    """:func:`verify` without the fast path: every response, in bounded time.
+
+    ``boxed``: the content of the last box where :func:`_plain_box` found it already.
+    """
+    if boxed is None:
+        try:
+            boxed = last_boxed(response, MAX_BOXED_CHARS)
+        except BoxedTooLong as error:
+            return Verdict(False, "invalid_expression", details={"error": str(error)})
     if boxed is None or not boxed.strip():
         return Verdict(False, "no_answer")
     equation = _split_equation(normalise(boxed))
     if equation is None:
         return Verdict(False, "invalid_expression", details={"error": "ambiguous equation"})
-    expression, claimed = equation
+    return _judge_expression(*equation, numbers, target)
+
+
+def _judge_expression(
+    expression: str, claimed: int | None, numbers: Sequence[int], target: int
+) -> Verdict:
     try:
         value, literals, canonical = parse_expression(expression)
     except ValueError as error:
         return Verdict(False, "invalid_expression", details={"error": str(error)})
-    details = {"value": str(value), "numbers_used": sorted(literals)}
-    if sorted(literals) != sorted(int(n) for n in numbers):
-        return Verdict(False, "wrong_numbers", canonical, details)
-    if value != target or (claimed is not None and claimed != target):
-        return Verdict(False, "missed_target", canonical, details)
-    return Verdict(True, "ok", canonical, details)
+    return _judge(value, literals, canonical, claimed, numbers, target)
