@@ -124,6 +124,11 @@ def _cases() -> dict[str, str]:
         "close then open braces": _fit("}{"),
         "box far from the end, open": _fit("x", "\\boxed{1} \\boxed{ "),
         "box then spaces then brace": _fit(" ", "\\boxed", "{18}"),
+        # the Countdown verifier's fast path looks for its box near the last "}" only
+        "short box, then a million characters and a }": _fit("x", "\\boxed{1 + 2}", "}"),
+        "box with a brace, then a million characters and a }": _fit(
+            "x", "\\boxed{\\frac{1}{2}", "}"
+        ),
         # numbers
         "digits": _fit("9"),
         "digits in a box": _fit("9", "\\boxed{", "}"),

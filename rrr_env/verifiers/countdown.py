@@ -226,12 +226,21 @@ def parse_expression(text: str) -> tuple[int | Fraction, list[int], str]:
 def _plain_box(response: str) -> str | None:
     """The content of the last box when it is simple, else ``None`` (then ask :func:`last_boxed`).
 
-    Simple: the last ``\\boxed`` token is followed directly by ``{``, and the next ``}``, within
-    :data:`FAST_PATH_CHARS` characters, comes before any other ``{``. That box is exactly the one
-    :func:`last_boxed` returns: no box starts after it, and its braces balance at that ``}``.
-    Cost: two ``str.rfind``/``str.find`` calls, whatever the response.
+    Simple: the last ``\\boxed`` before the last ``}`` starts at most
+    :data:`FAST_PATH_CHARS` characters before that ``}`` and is followed directly by ``{``,
+    and its next ``}`` comes before any other ``{``. That box is exactly the one
+    :func:`last_boxed` returns: it looks at boxes from the last one before the last ``}``
+    back, and this one's braces balance at that ``}``. ``""`` when the response has no ``}``
+    (beyond its first character): :func:`last_boxed` finds no box then, and no box and an
+    empty box get the same verdict. Cost: a ``str.rfind`` for one character and a search of
+    :data:`FAST_PATH_CHARS` characters, so that a response that is not simple costs
+    :func:`last_boxed`'s scan once, not twice.
     """
-    start = response.rfind("\\boxed") + 7
+    last_close = response.rfind("}")
+    if last_close <= 0:
+        return ""
+    window = max(0, last_close - FAST_PATH_CHARS - 7)
+    start = response.rfind("\\boxed", window, last_close) + 7
     if start < 7 or not response.startswith("{", start - 1):
         return None
     end = response.find("}", start, start + FAST_PATH_CHARS + 1)
