@@ -203,3 +203,44 @@ def test_importing_the_adapters_needs_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_grpo_trainer_trains_a_step_with_the_environment_factory(tmp_path, monkeypatch):
+    """TRL's own loop: GRPOTrainer probes the class, resets one instance per rollout on the
+    row's item, renders the tools into the prompt, and adds get_reward as a reward."""
+    from peft import LoraConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    from agents.models import load_model_and_tokenizer
+
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    model, tokenizer = load_model_and_tokenizer("qwen2.5-coder-0.5b")
+    args = GRPOConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        per_device_train_batch_size=2,
+        num_generations=2,
+        max_completion_length=16,
+        learning_rate=1e-6,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+    )
+    dataset = rrr_trl.prompts_dataset(ENV_ID, n=1, start=3, **KWARGS)
+    trainer = GRPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        environment_factory=rrr_trl.environment_factory(ENV_ID, **KWARGS),
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),  # a quick step
+    )
+    assert trainer.reward_func_names == ["RRRToolEnv"]
+    assert sorted(t.__name__ for t in trainer.tools) == ["reflect", "submit_answer"]
+    trainer.train()
+    pool = trainer._environment_pool[None]
+    assert {env._episode.info["index"] for env in pool} == {3}
+    logged = trainer.state.log_history[0]
+    assert logged["rewards/RRRToolEnv/mean"] == sum(env.get_reward() for env in pool) / len(pool)
