@@ -110,7 +110,15 @@ def test_interaction_episode_matches_gym(exported, texts, kwargs):
 
 def test_exported_rows_have_verls_layout(exported):
     df, _ = exported()
-    assert list(df.columns) == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+    assert list(df.columns) == [
+        "data_source",
+        "prompt",
+        "ability",
+        "reward_model",
+        "extra_info",
+        "agent_name",
+    ]
+    assert set(df["agent_name"]) == {"tool_agent"}
     row = df.iloc[2]
     env = gym.make(ENV_ID, split="test")
     obs, info = env.reset(options={"index": 2})

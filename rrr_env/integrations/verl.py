@@ -13,6 +13,14 @@
 - :func:`interaction_config`: the YAML that registers the interaction
   (``actor_rollout_ref.rollout.multi_turn.interaction_config_path``).
 
+With verl 0.7, run ``verl.trainer.main_ppo`` with ``multi_turn.enable=True``, the YAML, the
+exported parquet files (their ``agent_name`` column picks the ``tool_agent`` loop, the one
+that calls interactions) and ``custom_reward_function.path=<this file>``,
+``custom_reward_function.name=compute_score``. Leave ``multi_turn.max_assistant_turns`` and
+``max_user_turns`` unset (or above the episode's model turns: 3 for RRR, ``max_attempts``
+for RISE): the tool agent loop stops at that limit before it lets the interaction grade the
+last answer, while the interaction itself ends the episode when the env does.
+
 Example:
     >>> print(interaction_config("rrr/Countdown-v1"), end="")
     interaction:
@@ -144,6 +152,7 @@ def export_dataset(
     *,
     start: int = 0,
     interaction_name: str = "rrr",
+    agent_name: str = "tool_agent",
     **env_kwargs: Any,
 ) -> Path:
     """Write the first attempts of ``n`` items as verl's parquet dataset; return the path.
@@ -152,7 +161,8 @@ def export_dataset(
     write them: ``data_source`` (``env_id``), ``prompt`` (the env's first observation),
     ``ability`` (``"rrr"``), ``reward_model`` (``{"style": "rule", "ground_truth": item_id}``)
     and ``extra_info`` (``split``, ``index``, ``env_id``, ``env_kwargs`` as JSON, and
-    ``interaction_kwargs``: ``name``, ``index``, ``env_id``, ``env_kwargs``).
+    ``interaction_kwargs``: ``name``, ``index``, ``env_id``, ``env_kwargs``), plus
+    ``agent_name`` (``"tool_agent"``: verl's agent loop that runs interactions).
 
     Args:
         path: The parquet file to write (its folder is created).
@@ -161,6 +171,8 @@ def export_dataset(
         n: Number of items from ``start`` on (None: all).
         start: First item index.
         interaction_name: The interaction's ``name`` in the interaction YAML.
+        agent_name: The agent loop of each row (verl's default is the single-turn loop,
+            which never calls the interaction).
         **env_kwargs: More env keyword arguments (JSON values).
     """
     import datasets
@@ -187,6 +199,7 @@ def export_dataset(
                         "env_kwargs": kwargs_json,
                     },
                 },
+                "agent_name": agent_name,
             }
         )
     path = Path(path)
