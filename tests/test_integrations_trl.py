@@ -47,13 +47,16 @@ def test_prompts_dataset_matches_the_env():
         assert row["item_id"] == info["item_id"]
 
 
-def test_prompts_dataset_carries_tools_for_tool_tasks():
+def test_prompts_dataset_of_tool_tasks_keeps_tools_in_the_prompt():
     data = str(Path(__file__).resolve().parent / "fixtures" / "xlam_sample.jsonl")
-    ds = rrr_trl.prompts_dataset(
-        "rrr/FunctionCalling-v0", split=None, n=2, data=data, prompt_style="chat_template"
-    )
-    assert "tools" in ds.column_names
-    assert ds[0]["tools"]
+    ds = rrr_trl.prompts_dataset("rrr/FunctionCalling-v0", split=None, n=2, data=data)
+    assert ds.column_names == ["prompt", "index", "item_id"]
+    assert "<tools>" in ds[0]["prompt"][0]["content"]
+    # GRPOTrainer renders one tool list for all rows: per-item chat-template tools are refused.
+    with pytest.raises(ValueError, match="per row"):
+        rrr_trl.prompts_dataset(
+            "rrr/FunctionCalling-v0", split=None, n=2, data=data, prompt_style="chat_template"
+        )
 
 
 def test_reward_function_called_as_trl_calls_it_matches_gym():

@@ -61,9 +61,13 @@ def item_rows(
     *,
     start: int = 0,
 ) -> list[dict[str, Any]]:
-    """One row per item: ``prompt`` (the first observation), ``index``, ``item_id``, ``tools``.
+    """One row per item: ``prompt`` (the first observation), ``index`` and ``item_id``.
 
     ``split`` is passed to the env as its ``split`` option unless it is None.
+
+    Raises:
+        ValueError: the env passes its items' tools to the chat template
+            (``prompt_style="chat_template"``), which no adapter's dataset can carry per row.
     """
     kwargs = dict(env_kwargs)
     if split is not None:
@@ -73,14 +77,13 @@ def item_rows(
         rows = []
         for index in item_indices(env, n, start):
             obs, info = env.reset(options={"index": index})
-            rows.append(
-                {
-                    "prompt": obs,
-                    "index": index,
-                    "item_id": info["item_id"],
-                    "tools": info.get("tools"),
-                }
-            )
+            if info.get("tools") is not None:
+                raise ValueError(
+                    f"{env_id} passes each item's tools to the chat template, which the "
+                    "frameworks' datasets cannot carry per row; use a prompt_style that "
+                    "writes them into the prompt (the default)"
+                )
+            rows.append({"prompt": obs, "index": index, "item_id": info["item_id"]})
         return rows
     finally:
         env.close()

@@ -59,8 +59,10 @@ def prompts_dataset(
     """The first attempts of ``n`` items as a ``datasets.Dataset`` for ``GRPOTrainer``.
 
     Columns: ``prompt`` (the env's first observation, a list of messages), ``index`` (the item
-    index, which :func:`reward_function` and :class:`RRRToolEnv` pose again) and ``item_id``;
-    plus ``tools`` (JSON schemas for the chat template) where the task has tools.
+    index, which :func:`reward_function` and :class:`RRRToolEnv` pose again) and ``item_id``.
+    ``GRPOTrainer`` renders one tool list for every row, so function-calling tasks must put
+    each item's tools in the prompt text (their default ``prompt_style``), not in the chat
+    template's ``tools`` (``prompt_style="chat_template"`` raises).
 
     Args:
         env_id: An ``rrr/*`` id.
@@ -71,11 +73,7 @@ def prompts_dataset(
     """
     import datasets
 
-    rows = item_rows(env_id, split, n, env_kwargs, start=start)
-    if all(row["tools"] is None for row in rows):
-        for row in rows:
-            del row["tools"]
-    return datasets.Dataset.from_list(rows)
+    return datasets.Dataset.from_list(item_rows(env_id, split, n, env_kwargs, start=start))
 
 
 def reward_function(env_id: str, **env_kwargs: Any) -> Callable[..., list[float]]:
