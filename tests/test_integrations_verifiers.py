@@ -112,9 +112,19 @@ def test_dataset_rows_pose_the_envs_items():
     assert len(env.get_eval_dataset()) == len(gym_env.unwrapped.task)
 
 
-def test_cannot_express_a_fresh_retry_conversation():
-    # verifiers' loader wraps the env's ValueError in a RuntimeError.
-    with pytest.raises((ValueError, RuntimeError), match="fresh conversation"):
-        vf.load_environment(
-            MODULE, rrr_env_id=ENV_ID, split="test", env_kwargs={"retry_context": "reflection"}
-        )
+@pytest.mark.parametrize("retry", ["FIRST", "\\boxed{1}"])
+def test_retry_in_a_fresh_conversation_matches_gym(retry):
+    kwargs = {"retry_context": "reflection"}
+    texts = ["no idea", "I misread the numbers", correct(1) if retry == "FIRST" else retry]
+    env = vf.load_environment(MODULE, rrr_env_id=ENV_ID, split="test", n=2, env_kwargs=kwargs)
+    client = ScriptedClient(texts)
+    out = asyncio.run(env.run_rollout(env.get_dataset()[1], client, "scripted", {}))
+    rewards, observations = gym_episode(1, texts, **kwargs)
+    # The retry's prompt is the env's fresh conversation, without the failed attempt.
+    assert client.prompts == observations
+    assert ("assistant", "no idea") not in client.prompts[2]
+    assert out["reward"] == sum(rewards) and out["metrics"]["num_turns"] == 3
+    transcript = [(m["role"], m["content"]) for m in out["completion"]]
+    roles = [role for role, _ in transcript]
+    assert roles == ["assistant", "user", "assistant", "user", "assistant"]
+    assert transcript[0][1] == "no idea" and transcript[-1][1] == texts[-1]

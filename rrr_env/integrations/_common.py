@@ -36,8 +36,9 @@ def check_linear(env: gym.Env, framework: str) -> None:
     if env.unwrapped.retry_context != "conversation":
         raise ValueError(
             f"{framework} appends every turn to one conversation, so it cannot pose the retry "
-            "in a fresh conversation: use retry_context='conversation' (the default), or the "
-            "RRR rollout_func (rrr_env.integrations.trl.rrr_rollout_func), which can"
+            "in a fresh conversation: use retry_context='conversation' (the default), or an "
+            "adapter that can (rrr_env.integrations.trl.rrr_rollout_func, "
+            "rrr_env.integrations.verifiers)"
         )
 
 
@@ -186,21 +187,32 @@ class Episode:
         self.observation: list[Message] = []
         self.rewards: list[float] = []
         self.info: dict[str, Any] = {}
+        #: Whether the last step started a fresh conversation (see :meth:`step`).
+        self.restarted = False
 
     def reset(self, index: int) -> list[Message]:
         """Start the episode on item ``index``; return the first observation."""
         self.observation, self.info = self.env.reset(options={"index": index})
         self.rewards = []
+        self.restarted = False
         return [dict(m) for m in self.observation]
 
     def step(self, text: str) -> tuple[list[Message], float, bool, dict[str, Any]]:
-        """Step with the model's ``text``: the messages the env added, reward, done, info."""
-        before = len(self.observation)
+        """Step with the model's ``text``: the messages the env added, reward, done, info.
+
+        When the env starts a fresh conversation instead (``retry_context="reflection"``),
+        :attr:`restarted` is True and the added messages are its user turns.
+        """
+        previous = self.observation
         obs, reward, terminated, truncated, info = self.env.step(text)
         self.observation, self.info = obs, info
         self.rewards.append(float(reward))
-        # The env appends the action and then its own turns (linear conversation).
-        added = [dict(m) for m in obs[before + 1 :]]
+        closed = [*previous, {"role": "assistant", "content": text}]
+        self.restarted = obs[: len(closed)] != closed
+        if self.restarted:
+            added = [dict(m) for m in obs if m["role"] == "user"]
+        else:
+            added = [dict(m) for m in obs[len(closed) :]]
         return added, float(reward), bool(terminated or truncated), info
 
     @property

@@ -47,8 +47,12 @@ class _MultiTurnLogic:
     ``reward``, the env's next turns (reflection request, task posed again, or RISE's
     feedback) are the env response, and the rollout stops when the env's episode ends. The
     rubric scores ``rrr_return`` (the episode's return, weight 1) and reports
-    ``rrr_first_attempt`` (weight 0). ``retry_context="reflection"`` raises: the rollout
-    keeps one growing conversation.
+    ``rrr_first_attempt`` (weight 0).
+
+    ``retry_context="reflection"`` works too: the retry's prompt is then the env's fresh
+    conversation (task and reflection, without the failed attempt), as verifiers allows
+    non-linear prompts per trajectory step; the rollout's ``completion`` is then the
+    transcript (every model turn and every user turn the env added).
 
     Args:
         env_id: An ``rrr/*`` id.
@@ -75,7 +79,7 @@ class _MultiTurnLogic:
 
         self.rrr_env_id = env_id
         self.rrr_env_kwargs = dict(env_kwargs or {})
-        probe = Episode(env_id, self.rrr_env_kwargs, framework="verifiers")
+        probe = Episode(env_id, self.rrr_env_kwargs)
         turns = max_model_turns(probe.env)
         probe.close()
 
@@ -128,14 +132,21 @@ class _MultiTurnLogic:
         state["rrr_reasons"] = []
         state["rrr_done"] = False
         state["rrr_added"] = []
+        state["rrr_restarted"] = False
+        state["rrr_transcript"] = []
         return state
 
     async def add_trajectory_step(self, state: Any, trajectory_step: Any) -> None:
         episode = self._episodes[state["trajectory_id"]]
-        added, reward, done, info = episode.step(last_assistant_text(trajectory_step["completion"]))
+        text = last_assistant_text(trajectory_step["completion"])
+        added, reward, done, info = episode.step(text)
         trajectory_step["reward"] = reward
+        state["rrr_restarted"] = episode.restarted
+        state["rrr_observation"] = [dict(m) for m in episode.observation]
+        state["rrr_transcript"] += [{"role": "assistant", "content": text}, *added]
         verdict = info.get("verdict")
         trajectory_step["extras"]["rrr_phase"] = info["phase"]
+        trajectory_step["extras"]["rrr_restarted"] = episode.restarted
         state["rrr_rewards"].append(reward)
         state["rrr_reasons"].append(None if verdict is None else verdict.reason)
         state["rrr_done"] = done
@@ -145,8 +156,25 @@ class _MultiTurnLogic:
     async def env_response(self, messages: Any, state: Any, **kwargs: Any) -> list[Any]:
         import verifiers as vf
 
-        # The env adds user turns only (the conversation stays linear, see check_linear).
+        # Where the conversation goes on, the env adds user turns only.
         return [vf.UserMessage(content=m["content"]) for m in state["rrr_added"]]
+
+    async def get_prompt_messages(self, state: Any) -> Any:
+        if state["trajectory"] and state["rrr_restarted"]:
+            # The env posed the retry in a fresh conversation: that is the prompt.
+            from verifiers.utils.message_utils import maybe_normalize_messages
+
+            return maybe_normalize_messages(state["rrr_observation"], field_name="rrr_retry")
+        return await super().get_prompt_messages(state)
+
+    async def render_completion(self, state: Any) -> None:
+        await super().render_completion(state)
+        if any(step["extras"].get("rrr_restarted") for step in state["trajectory"]):
+            from verifiers.utils.message_utils import maybe_normalize_messages
+
+            state["completion"] = maybe_normalize_messages(
+                state["rrr_transcript"], field_name="completion"
+            )
 
     async def rrr_episode_done(self, state: Any) -> bool:
         return bool(state.get("rrr_done", False))
