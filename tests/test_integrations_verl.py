@@ -66,6 +66,17 @@ def run_tool_agent_loop(interaction, row, texts):
     return asyncio.run(loop())
 
 
+@pytest.fixture(scope="module")
+def reward_fn():
+    """compute_score as verl loads it (``custom_reward_function.path`` / ``.name``)."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    path = rrr_verl.__file__
+    config = {"reward": {"custom_reward_function": {"path": path, "name": "compute_score"}}}
+    return get_custom_reward_fn(OmegaConf.create(config))
+
+
 @pytest.fixture
 def exported(tmp_path):
     def export(**kwargs):
@@ -88,7 +99,7 @@ def exported(tmp_path):
         (["no", "FIRST", "FIRST"], {"reflect": False, "max_attempts": 3, "feedback": "none"}),
     ],
 )
-def test_interaction_episode_matches_gym(exported, texts, kwargs):
+def test_interaction_episode_matches_gym(exported, reward_fn, texts, kwargs):
     texts = [correct(1, **kwargs) if t == "FIRST" else t for t in texts]
     df, interactions = exported(**kwargs)
     row = df.iloc[1]
@@ -101,11 +112,13 @@ def test_interaction_episode_matches_gym(exported, texts, kwargs):
     for reply, turn in zip(replies[:-1], turns[:-1], strict=True):
         assert reply == "\n\n".join(turn)
     assert replies[-1] in ("Your answer is correct.", "Your answer is incorrect.")
-    # verl's reward loop hands the turn scores to the custom reward function.
-    extra_info = {**row["extra_info"], "turn_scores": scores}
-    assert rrr_verl.compute_score(ENV_ID, "", row["reward_model"]["ground_truth"], extra_info) == (
-        sum(rewards)
+    # verl's reward loop hands the turn scores to the custom reward function in extra_info.
+    extra_info = {**row["extra_info"], "turn_scores": scores, "num_turns": 2 * len(scores) + 1}
+    truth = row["reward_model"]["ground_truth"]
+    score = reward_fn(
+        data_source=ENV_ID, solution_str="", ground_truth=truth, extra_info=extra_info
     )
+    assert score == sum(rewards)
 
 
 def test_exported_rows_have_verls_layout(exported):
@@ -128,15 +141,19 @@ def test_exported_rows_have_verls_layout(exported):
     assert row["extra_info"]["interaction_kwargs"]["index"] == 2
 
 
-def test_compute_score_grades_a_single_turn_response(exported):
+def test_compute_score_grades_a_single_turn_response(exported, reward_fn):
     df, _ = exported()
     row = df.iloc[1]
     truth = row["reward_model"]["ground_truth"]
     info = dict(row["extra_info"])
-    assert rrr_verl.compute_score(ENV_ID, correct(1), truth, info) == 1.0
-    assert rrr_verl.compute_score(ENV_ID, "\\boxed{1}", truth, info) == 0.0
+
+    def score(text, truth=truth):
+        return reward_fn(data_source=ENV_ID, solution_str=text, ground_truth=truth, extra_info=info)
+
+    assert score(correct(1)) == 1.0
+    assert score("\\boxed{1}") == 0.0
     with pytest.raises(ValueError, match="the row says"):
-        rrr_verl.compute_score(ENV_ID, correct(1), "another-item", info)
+        score(correct(1), truth="another-item")
 
 
 def test_interaction_cannot_express_a_fresh_retry_conversation(tmp_path):
