@@ -15,7 +15,7 @@ Example (with ``pip install -e ".[skyrl]"``)::
     skyrl.register()
     env = skyrl_gym.make("rrr", env_config={"env_id": "rrr/Countdown-v1"},
                          extras={"extra_info": {"index": 0, "env_kwargs": '{"split": "test"}'}})
-    prompt, _ = env.init(prompt)
+    prompt, _ = env.init(row_prompt)  # the env's first observation; a row's prompt must equal it
     out = env.step("... \\\\boxed{...}")  # out["observations"], out["reward"], out["done"]
 """
 
