@@ -354,16 +354,19 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
             "`TransformersBackend`), temperature 0, on the same validation problems as above. "
             "*Cut*: answers that hit the token limit; *no_answer*: no `\\boxed{}` answer found. "
             "*On form-solvable problems*: solved / present among the problems that a fixed form "
-            "solves (0 where they are left out).",
+            "solves (0 where they are left out); *on template-solvable problems*: the same for "
+            "the fold templates.",
             "",
             "| setting | model | dtype | tokens | problems | 1st try (95% CI) | cut at limit "
-            "| no_answer | other errors | mean tokens | on form-solvable problems | minutes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| no_answer | other errors | mean tokens | on form-solvable problems "
+            "| on template-solvable problems | minutes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for row in sorted(models, key=lambda r: (_order(r["setting"]), r["model"])):
+        models.sort(key=lambda r: (_order(r["setting"]), r["model"], r["max_new_tokens"]))
+        for row in models:
             n = row["problems"]
             low, high = row["first_try_ci95"]
-            other = {k: v for k, v in row["reasons"].items() if k not in ("correct", "no_answer")}
+            other = {k: v for k, v in row["reasons"].items() if k not in ("ok", "no_answer")}
             other_text = ", ".join(f"{k} {v}" for k, v in other.items()) or "-"
             lines.append(
                 f"| {row['setting']} | {row['model']} | {row['dtype']} | {row['max_new_tokens']} "
@@ -371,7 +374,7 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
                 f"| {_pct(row['cut_at_limit'], n)} | {_pct(row['no_answer'], n)} | {other_text} "
                 f"| {row['mean_completion_tokens']} "
                 f"| {row['form_solvable_solved']}/{row['form_solvable_problems']} "
-                f"| {row['generation_seconds'] / 60:.1f} |"
+                f"| {template_split(row)} | {row['generation_seconds'] / 60:.1f} |"
             )
     machines = {r["machine_line"] for r in rows if "machine_line" in r}
     commands = sorted({r["command"] for r in rows if "command" in r})
@@ -380,6 +383,17 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
     lines += ["", "Each row was produced by one of:", ""]
     lines += [f"    {c}" for c in commands]
     return "\n".join(lines) + "\n"
+
+
+def template_split(row: dict[str, Any]) -> str:
+    """``solved / present`` among a model row's problems that a fold template solves."""
+    candidate = BY_NAME.get(row["setting"])
+    if candidate is None:
+        return "-"
+    indices, task = problems(candidate, row["problems"])
+    solved = set(row["solved_indices"])
+    present = [i for i in indices if solving_templates(task[i].numbers, task[i].target)]
+    return f"{sum(i in solved for i in present)}/{len(present)}"
 
 
 def _order(name: str) -> int:
