@@ -1085,9 +1085,12 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
             "--collect runs in one process; build the failures first (python -m "
             "agents.collect_failures ... --output-dir DIR) and pass --failures_path DIR"
         )
-    model, tokenizer = load_policy(args, model_args, state.num_processes)
     if args.dry_run:
-        return dry_run(args, model_args, model, tokenizer, state.num_processes)
+        model, tokenizer, note = dry_run_policy(args, model_args, state.num_processes)
+        result = dry_run(args, model_args, model, tokenizer, state.num_processes)
+        result["notes"] += [note] if note else []
+        return result
+    model, tokenizer = load_policy(args, model_args, state.num_processes)
     started = time.perf_counter()
     dataset = collect_failures(args, model, tokenizer) if args.collect else None
     if dataset is None:
@@ -1158,14 +1161,89 @@ def scripted_failures(args: GRPOReflectConfig, count: int) -> Any:
     return datasets.Dataset.from_list(rows)
 
 
+class ModelUnavailableError(ValueError):
+    """A model (or the stand-in of a dry run) that cannot be had on this machine."""
+
+
+#: The bundled model whose config and tokenizer make a dry run's stand-in when the hub model's
+#: own cannot be read.
+STAND_IN_MODEL = "smollm2-135m"
+STAND_IN_LAYERS = 2
+
+
+def dry_run_policy(
+    args: GRPOReflectConfig, model_args: Any, num_processes: int
+) -> tuple[Any, Any, str | None]:
+    """The policy a dry run builds its trainer around, and a note when it is a stand-in.
+
+    Bundled models, local folders and ``.gguf`` files load as in a real run. A Hugging Face
+    id is never downloaded: the trainer gets a :data:`STAND_IN_LAYERS`-layer model with
+    random weights, from the model's own config and tokenizer where the local cache has them
+    (or the hub is reachable: a few small files), else from the bundled
+    :data:`STAND_IN_MODEL`'s. That checks the batch arithmetic and the construction of the
+    trainer and its rollout function, not the weights or the memory they take.
+
+    Raises:
+        ModelUnavailableError: not even the stand-in can be had (one line).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from agents.cli import hub_cached, hub_reachable
+    from agents.models import resolve_dtype, resolve_model
+
+    try:
+        hub_id = resolve_model(args.model).is_hub_id  # fetches a bundled model once
+    except RuntimeError as error:  # a bundled model whose download failed
+        raise ModelUnavailableError(f"--model {args.model}: {error}") from None
+    if not hub_id:
+        return (*load_policy(args, model_args, num_processes), None)
+    config = tokenizer = None
+    online = not hub_cached(args.model) and hub_reachable()
+    if online or hub_cached(args.model):
+        try:  # a few small files, from the cache or the hub
+            config = AutoConfig.from_pretrained(args.model, local_files_only=not online)
+            tokenizer = AutoTokenizer.from_pretrained(args.model, local_files_only=not online)
+            where = f"{args.model}'s own config and tokenizer"
+        except OSError:
+            config = None
+    if config is None:
+        try:
+            source = resolve_model(STAND_IN_MODEL).path
+            config = AutoConfig.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, RuntimeError, ValueError) as error:
+            raise ModelUnavailableError(
+                f"--dry-run: {args.model} is not in the local Hugging Face cache and the hub "
+                f"is not reachable, and its stand-in {STAND_IN_MODEL} could not be had: {error}"
+            ) from None
+        where = (
+            f"the bundled {STAND_IN_MODEL}'s config and tokenizer ({args.model} is not in "
+            "the local Hugging Face cache and the hub was not reachable)"
+        )
+    config.num_hidden_layers = STAND_IN_LAYERS
+    if getattr(config, "layer_types", None):
+        config.layer_types = config.layer_types[:STAND_IN_LAYERS]
+    dtype = resolve_dtype(model_args.dtype or "float32", "cpu")
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    note = (
+        f"{args.model}'s weights were not loaded: the trainer was built around a "
+        f"{STAND_IN_LAYERS}-layer stand-in with random weights from {where}"
+    )
+    return model, tokenizer, note
+
+
 def dry_run(
     args: GRPOReflectConfig, model_args: Any, model: Any, tokenizer: Any, num_processes: int
 ) -> dict[str, Any]:
     """Build the trainer and its rollout function as :func:`train` does, then stop.
 
     Nothing is generated, trained or saved. Failures come from ``failures_path``, or are
-    scripted from the env when the run would collect them. Where vLLM is not installed, the
-    trainer is built without its engine (``use_vllm`` off) and the result says so.
+    scripted from the env when the run would collect them or there are none at that path
+    (a dry run needs no real failures). Where vLLM is not installed, the trainer is built
+    without its engine (``use_vllm`` off) and the result says so.
     """
     import importlib.util
 
@@ -1176,6 +1254,13 @@ def dry_run(
     if args.collect:
         dataset = scripted_failures(args, per_batch)
         source = f"{len(dataset)} scripted failures (a real run collects {args.collect_n} queries)"
+    elif not Path(args.failures_path).exists():
+        dataset = scripted_failures(args, per_batch)
+        source = (
+            f"{len(dataset)} scripted failures (none at {args.failures_path}; a real run "
+            "needs them there: python -m agents.collect_failures ... --output-dir "
+            f"{args.failures_path})"
+        )
     else:
         dataset = load_failures(args.failures_path)
         source = f"{len(dataset)} failures from {args.failures_path}"
@@ -1264,18 +1349,42 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command-line entry point; options, envs and ``--model`` are checked before any work."""
     from trl import ModelConfig
 
-    from agents.cli import check_env, check_model, fail, parse_trl, preflight
+    from agents.cli import (
+        check_env,
+        check_hub_model,
+        check_model,
+        fail,
+        parse_trl,
+        preflight,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    args, model_args = parse_trl((GRPOReflectConfig, ModelConfig), argv)
+    args, model_args = parse_trl((GRPOReflectConfig, ModelConfig), argv, own=GRPOReflectConfig)
+    alias = model_args.model_name_or_path
+    if alias is not None and alias != args.model:
+        # TRL's flag for the model, an alias of --model: one model, named once.
+        if args.model != GRPOReflectConfig.__dataclass_fields__["model"].default:
+            fail(
+                f"--model_name_or_path {alias} and --model {args.model} name different "
+                "models; pass the model once, with --model"
+            )
+        args.model = alias
+    model_args.model_name_or_path = None if alias is None else args.model
     preflight(lambda: check_env(args.env_id, args.env_options(), env_flag="--env_id"))
     if args.eval_n:
         options = args.env_options(held_out=True)
         preflight(lambda: check_env(args.env_id, options, env_flag="--env_id"))
     preflight(lambda: check_model(args.model))
-    if args.failures_path is not None and not Path(args.failures_path).exists():
-        fail(f"--failures_path: no dataset of failures at {args.failures_path}")
-    result = train(args, model_args)
+    if args.dry_run:
+        pass  # needs neither real failures nor real weights (see dry_run, dry_run_policy)
+    else:
+        if args.failures_path is not None and not Path(args.failures_path).exists():
+            fail(f"--failures_path: no dataset of failures at {args.failures_path}")
+        preflight(lambda: check_hub_model(args.model))
+    try:
+        result = train(args, model_args)
+    except ModelUnavailableError as error:
+        fail(str(error))
     if result.get("dry_run"):
         print(format_dry_run(result))
         return result
@@ -1293,6 +1402,7 @@ __all__ = [
     "build_trainer",
     "check_launch",
     "dry_run",
+    "dry_run_policy",
     "load_failures",
     "rank0_decision",
     "main",

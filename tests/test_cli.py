@@ -108,6 +108,8 @@ SUBPROCESS_CASES = [
     ("agents.evaluate", ["--env", "rrr/NoSuchTask-v0"], "unknown environment id"),
     ("agents.collect_failures", ["--model", "no-such-model"], "--model"),
     ("agents.grpo_reflect", ["--env_kwargs", "{bad"], "--env_kwargs"),
+    # TRL's own flag for the model, listed in --help: an alias of --model (issue 27).
+    ("agents.grpo_reflect", ["--model_name_or_path", "no-such-model"], "no-such-model"),
     ("agents.rise_awr", ["--weighting", "bogus"], "--weighting"),
     ("benchmarks.rrr_vs_rise", ["--eval-n", "-1"], "--eval-n"),
 ]
@@ -185,3 +187,56 @@ def test_evaluate_writes_its_folder_once_checks_pass_and_the_model_loads(tmp_pat
     metrics = agents.evaluate.main([*argv, "--reflection-max-new-tokens", "2"])
     assert metrics["rrr"]["episodes"] == 1
     assert {p.name for p in out.iterdir()} >= {"config.json", "episodes.jsonl", "metrics.json"}
+
+
+# -- agents.grpo_reflect: TRL's --model_name_or_path and the order of --help (issue 27) ------
+
+
+def test_trl_model_flag_is_checked_as_the_model(tmp_path, capsys, no_model_loading):
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", "no-such-model", "--output_dir", str(out)]
+    with pytest.raises(SystemExit) as exit_info:
+        agents.grpo_reflect.main([*argv, "--report_to", "none"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "no-such-model" in err and "Traceback" not in err
+
+
+def test_trl_model_flag_names_the_model(tmp_path, monkeypatch):
+    seen = {}
+
+    def train(args, model_args=None):
+        seen["model"] = args.model
+        return {"dry_run": True, "notes": []}
+
+    monkeypatch.setattr(agents.grpo_reflect, "train", train)
+    monkeypatch.setattr(agents.grpo_reflect, "format_dry_run", lambda result: "")
+    out = ["--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    agents.grpo_reflect.main(["--model_name_or_path", "smollm2-135m", *out])
+    assert seen["model"] == "smollm2-135m"
+
+
+def test_trl_model_flag_and_model_that_disagree_exit_2(tmp_path, capsys, no_model_loading):
+    argv = ["--model", "smollm2-135m", "--model_name_or_path", "qwen2.5-coder-1.5b"]
+    with pytest.raises(SystemExit) as exit_info:
+        agents.grpo_reflect.main([*argv, "--output_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "--model_name_or_path" in err and "--model" in err
+
+
+def test_grpo_reflect_help_lists_our_options_before_trls(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        agents.grpo_reflect.main(["--help"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+
+    def first(option):
+        return next(i for i, line in enumerate(lines) if line.lstrip().startswith(option))
+
+    ours = [first(option) for option in ("--env_id", "--model ", "--credit", "--dry_run")]
+    trl = [first(option) for option in ("--learning_rate", "--num_generations", "--use_vllm")]
+    assert max(ours) < min(trl), (ours, trl)
+    assert max(ours) < 150, "our options are near the top, not after TRL's thousand lines"
