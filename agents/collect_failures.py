@@ -28,7 +28,7 @@ import rrr_env
 from agents.cli import check_env, check_model, json_object, parse_trl, preflight
 from agents.evaluate import append_lines
 from agents.models import DTYPES
-from agents.rollout import Backend, PhaseSampling, SamplingParams, rollout
+from agents.rollout import Backend, PhaseSampling, SamplingParams, progress_bar, rollout
 
 logger = logging.getLogger(__name__)
 gym.register_envs(rrr_env)
@@ -106,6 +106,8 @@ def collect_query_records(
     sampling: SamplingParams,
     seed: int = 0,
     min_successes: int = 0,
+    on_query_end: Callable[[dict[str, Any]], None] | None = None,
+    on_round_end: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Sample first attempts for ``indices`` and return one record per query.
 
@@ -113,6 +115,8 @@ def collect_query_records(
     successes, or ``samples_per_query`` attempts. A record holds ``index``, ``item_id``,
     ``samples``, ``successes``, ``pass_rate`` and ``failures``: rows with the ``prompt``
     (conversation up to the reflection request), the failed ``attempt`` and its ``reason``.
+    ``on_query_end`` gets each record as soon as its query is done (for progress), before
+    the other queries' next rounds; ``on_round_end`` the number of attempts each round drew.
     """
     records = {i: {"index": i, "samples": 0, "successes": 0, "failures": []} for i in indices}
     active = list(indices)
@@ -139,7 +143,7 @@ def collect_query_records(
                 record["failures"].append(
                     {"prompt": episode.messages, "attempt": first.text, "reason": first.reason}
                 )
-        active = [
+        still = [
             i
             for i in active
             if records[i]["samples"] < samples_per_query
@@ -148,6 +152,13 @@ def collect_query_records(
                 or records[i]["successes"] < min_successes
             )
         ]
+        if on_round_end is not None:
+            on_round_end(len(episodes))
+        if on_query_end is not None:
+            for i in active:
+                if i not in still:
+                    on_query_end(records[i])
+        active = still
         round_number += 1
     for record in records.values():
         record["pass_rate"] = record["successes"] / record["samples"]
@@ -207,8 +218,6 @@ def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> li
     Returns:
         The dataset rows, one per kept failure, in query order.
     """
-    from tqdm.auto import tqdm
-
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "batch_size")}
@@ -224,9 +233,20 @@ def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> li
     done = read_progress(progress_path)
     todo = [i for i in indices if i not in done]
     sampling = SamplingParams(args.max_new_tokens, args.temperature, args.top_p)
-    bar = tqdm(
-        total=len(indices), initial=len(indices) - len(todo), desc="queries", disable=not progress
+    bar = progress_bar(
+        len(indices),
+        initial=len(indices) - len(todo),
+        desc="queries",
+        unit="query",
+        enabled=progress,
     )
+    attempts = 0
+
+    def round_end(count: int) -> None:
+        nonlocal attempts
+        attempts += count
+        bar.set_postfix_str(f"{attempts} first attempts sampled")
+
     with bar:
         for start in range(0, len(todo), args.chunk_queries):
             chunk = todo[start : start + args.chunk_queries]
@@ -240,9 +260,10 @@ def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> li
                 sampling=sampling,
                 seed=args.seed + chunk[0],
                 min_successes=args.min_successes,
+                on_query_end=lambda record: bar.update(1),
+                on_round_end=round_end,
             )
             append_lines(progress_path, records)
-            bar.update(len(chunk))
     done = read_progress(progress_path)
     rows = failure_rows([done[i] for i in indices], args.min_successes)
     write_dataset(rows, output)

@@ -24,7 +24,7 @@ import rrr_env
 from agents.cli import check_env, check_model, json_object, parse_trl, preflight
 from agents.metrics import rise_metrics, rrr_metrics
 from agents.models import DTYPES
-from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, rollout
+from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, progress_bar, rollout
 
 logger = logging.getLogger(__name__)
 gym.register_envs(rrr_env)
@@ -161,7 +161,8 @@ def evaluate(
     """Roll out ``samples`` episodes per item and compute the RRR and RISE metrics.
 
     With ``episodes_path``, finished items are appended there chunk by chunk, and items
-    already present are not run again (resume after a kill).
+    already present are not run again (resume after a kill). The progress bar counts
+    episodes as each one ends, not chunk by chunk.
 
     Returns:
         The episodes (in item order) and a dict with ``rrr`` and ``rise`` metrics.
@@ -174,11 +175,13 @@ def evaluate(
     todo = [i for i in indices if i not in done]
     if done:
         logger.info("resuming: %d of %d items already done", len(indices) - len(todo), len(indices))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(indices), initial=len(indices) - len(todo), desc="items", unit="it")
+    bar = progress_bar(
+        len(indices) * samples,
+        initial=(len(indices) - len(todo)) * samples,
+        desc="episodes",
+        unit="ep",
+        enabled=progress,
+    )
     for start in range(0, len(todo), chunk_items):
         chunk = todo[start : start + chunk_items]
         episodes = rollout(
@@ -188,15 +191,13 @@ def evaluate(
             group_size=samples,
             sampling=sampling,
             seed=seed + start * samples,
+            on_episode_end=lambda episode: bar.update(1),
         )
         if episodes_path is not None:
             append_lines(episodes_path, [e.to_dict() for e in episodes])
         for episode in episodes:
             done.setdefault(episode.index, []).append(episode)
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
+    bar.close()
     ordered = [e for i in indices for e in done[i][:samples]]
     return ordered, {"rrr": rrr_metrics(ordered), "rise": rise_metrics(ordered)}
 

@@ -836,8 +836,14 @@ def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any
         output_dir=str(Path(args.output_dir) / "failures"),
     )
     backend = TransformersBackend(model, tokenizer, batch_size=collect_args.batch_size)
+    logger.info(
+        "collecting failures: up to %d first attempts on each of %d queries -> %s",
+        args.samples_per_query,
+        args.collect_n,
+        collect_args.output_dir,
+    )
     with _autocast(args.bf16, model.device)():
-        rows = collect(collect_args, backend, progress=False)
+        rows = collect(collect_args, backend)  # a bar of finished queries
     if not rows:
         raise ValueError(
             f"the model failed none of the {args.collect_n} queries; raise --collect_n or pick a "
@@ -881,6 +887,13 @@ def evaluate_model(
     was_training = model.training
     model.eval()
     started = time.perf_counter()
+    logger.info(
+        "evaluating %s training: %d items of %s -> %s",
+        name,
+        len(indices),
+        args.eval_split,
+        output,
+    )
     with contextlib.nullcontext() if copy else _autocast(args.bf16, model.device)():
         _, metrics = evaluate(
             lambda: gym.make(args.env_id, **options),
@@ -888,10 +901,16 @@ def evaluate_model(
             indices,
             sampling=sampling,
             episodes_path=output / "episodes.jsonl",
-            progress=False,
-        )
+        )  # a bar of finished episodes
     model.train(was_training)
     metrics["seconds"] = time.perf_counter() - started
+    logger.info(
+        "evaluated %s training in %.0f s: 1st try %.3f, 2nd try %.3f",
+        name,
+        metrics["seconds"],
+        metrics["rrr"]["first_try"],
+        metrics["rrr"]["second_try"],
+    )
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
@@ -1114,6 +1133,12 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=_resume_value(args.resume_from_checkpoint))
     train_seconds = collect_seconds + time.perf_counter() - started
+    logger.info(
+        "trained %d steps in %.0f s; saving the model to %s",
+        trainer.state.global_step,
+        train_seconds,
+        args.output_dir,
+    )
     trainer.save_model(args.output_dir)
     # accelerate patched the model's forward with its mixed-precision autocast and fp32 output
     # conversion; the patch travels with copies of the model. Generating from a bf16 copy that

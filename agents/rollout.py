@@ -194,6 +194,7 @@ def rollout(
     seed: int = 0,
     max_steps: int | None = None,
     progress: bool = False,
+    on_episode_end: Callable[[Episode], None] | None = None,
 ) -> list[Episode]:
     """Run ``group_size`` episodes on each item of ``indices``, all in lockstep.
 
@@ -205,7 +206,9 @@ def rollout(
         sampling: Sampling parameters per phase (default: temperature 1, 256 tokens).
         seed: Episode ``k`` is reset with ``seed + k``.
         max_steps: Stop every episode after this many steps (e.g. 1: first attempts only).
-        progress: Show a progress bar over steps.
+        progress: Show a progress bar of finished episodes.
+        on_episode_end: Called with each episode as soon as it ends (for a caller's own
+            progress), before the slower episodes of the batch go on.
 
     Returns:
         The episodes, grouped by item in the order of ``indices``, ``group_size`` each.
@@ -225,7 +228,7 @@ def rollout(
         episodes.append(Episode(int(index), info["item_id"], sample, messages=obs))
     active = list(range(len(envs)))
     step = 0
-    bar = _progress_bar(progress, len(envs))
+    bar = progress_bar(len(envs), desc="episodes", unit="ep", enabled=progress)
     while active and (max_steps is None or step < max_steps):
         by_phase: dict[str, list[int]] = {}
         for k in active:
@@ -261,20 +264,50 @@ def rollout(
                 observations[k], infos[k] = obs, info
                 if terminated or truncated:
                     episodes[k].done = True
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
+                    if on_episode_end is not None:
+                        on_episode_end(episodes[k])
         active = [k for k in active if not episodes[k].done]
         step += 1
-    if bar is not None:
-        bar.close()
+    for k in active:  # stopped by max_steps
+        bar.update(1)
+        if on_episode_end is not None:
+            on_episode_end(episodes[k])
+    bar.close()
     for env in envs:
         env.close()
     return episodes
 
 
-def _progress_bar(enabled: bool, total: int) -> Any:
+class _Silent:
+    """What :func:`progress_bar` returns when disabled: every call does nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress_bar(
+    total: int | None, *, desc: str, unit: str, initial: int = 0, enabled: bool = True
+) -> Any:
+    """A ``tqdm`` bar, or a silent stand-in with the same methods when not ``enabled``.
+
+    The jobs' one way to make a bar (``agents.evaluate``, ``agents.collect_failures``), so that
+    tests can record progress by replacing it.
+    """
     if not enabled:
-        return None
+        return _Silent()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="episodes", unit="ep")
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit)
