@@ -153,6 +153,24 @@ class CountdownTask(Task):
     The generator's knobs are checked at construction: ranges that no count of numbers can
     reach, or where fewer than 1 draw in 100 has a target in range, raise ``ValueError``, so
     every item that ``reset`` can pose is generated (each from up to 10,000 draws).
+
+    Presets (``rrr_env.registration.ENV_IDS``: one id fixes every knob). The figures are on
+    the first 200 distinct problems of the validation split (``python -m
+    benchmarks.preset_search``, ``benchmarks/results/preset_search.md``); the *shortcut share*
+    is the share solved by the best of the 16 fixed forms of :mod:`rrr_env.shortcuts`:
+
+    - ``rrr/Countdown3-NoFixedForms-v1``: 3 numbers in 1..20, target 1..50,
+      ``exclude_fixed_forms=True``, the validation split of ``rrr/Countdown-v1``. Shortcut
+      share 0% by construction (the same ranges without the knob: 12.5%, ``a + b + c``; all
+      16 forms together 19%). Not free of every constant policy: the best two-operator fold
+      (``(max - mid) + min``) solves 19%, so report it beside a trained model. Greedy first
+      attempt, first 100 problems: Qwen2.5-Coder-1.5B 18% with 512-token answers (65 of them
+      cut at the limit; 1 of 32 with 256 tokens); Qwen2.5-Coder-0.5B 0% (256 tokens).
+
+    Settings with 2 numbers (``num_count=2``, as in the CPU demos and the head-to-head) are
+    smoke tests only: every solvable 2-number problem is one operation, so the 16 fixed forms
+    together solve all of them, and ``a + b`` alone 52% of 2 numbers in 1..50 with a target in
+    1..100, a score a constant policy reaches without any arithmetic.
     """
 
     name: ClassVar[str] = "countdown"
