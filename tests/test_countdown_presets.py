@@ -182,3 +182,18 @@ def test_bad_knob_values_raise_clear_errors(options, error, match):
 def test_a_preset_with_a_2_number_override_raises():
     with pytest.raises(ValueError, match="num_count >= 3"):
         gym.make(PRESETS[0], num_count=2)
+
+
+def test_preset_search_measures_the_registered_preset_and_fold_templates():
+    from benchmarks.preset_search import BY_NAME, model_free_row, render, solving_templates
+
+    assert "-+ descending (3 numbers)" in solving_templates((3, 10, 4), 9)  # (10 - 4) + 3
+    assert "+ given (2 numbers)" in solving_templates((3, 10), 13)
+    candidate = BY_NAME["n3-r20-nofixed"]
+    preset = {k: v for k, v in ENV_IDS["rrr/Countdown3-NoFixedForms-v1"].items() if k != "task"}
+    registered = {**candidate.env_kwargs, "validation_percent": 10}
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in registered.items()} == preset
+    row = model_free_row(candidate, 50)
+    assert row["problems"] == 50 and row["best_form_solved"] == row["form_union_solved"] == 0
+    assert row["template_union_solved"] > 0
+    assert "| n3-r20-nofixed |" in render([row])
