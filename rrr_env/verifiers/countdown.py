@@ -241,13 +241,16 @@ def _plain_box(response: str) -> str | None:
         return ""
     window = max(0, last_close - FAST_PATH_CHARS - 7)
     start = response.rfind("\\boxed", window, last_close) + 7
-    if start < 7 or not response.startswith("{", start - 1):
+    if start < 7 or response[start - 1] != "{":
         return None
     end = response.find("}", start, start + FAST_PATH_CHARS + 1)
     if end < 0:
         return None
     box = response[start:end]
     return None if "{" in box else box
+
+
+_DIGITS = "0123456789"  # ``char in _DIGITS``: one test of an ASCII digit, not two
 
 
 def _evaluate(text: str) -> tuple[Value, list[int]] | None:
@@ -281,7 +284,7 @@ def _evaluate(text: str) -> tuple[Value, list[int]] | None:
     number = ""  # the digits of the number being read
     for char in text + " ":  # the space ends a number at the end
         if number:
-            if "0" <= char <= "9":
+            if char in _DIGITS:
                 number += char
                 continue
             if number[0] == "0" and len(number) > 1:
@@ -304,7 +307,7 @@ def _evaluate(text: str) -> tuple[Value, list[int]] | None:
         if char == " ":
             continue
         if operand:
-            if "0" <= char <= "9":
+            if char in _DIGITS:
                 number = char
             elif char == "-":
                 negative = not negative
@@ -423,7 +426,8 @@ def verify(response: str, numbers: Sequence[int], target: int) -> Verdict:
                 return Verdict(False, "invalid_expression", details={"error": str(error)})
             evaluated = None
         if evaluated is not None:
-            return _judge(*evaluated, box.replace(" ", ""), None, numbers, target)
+            value, literals = evaluated
+            return _judge(value, literals, box.replace(" ", ""), None, numbers, target)
     return _verify_general(response, numbers, target, box)
 
 
