@@ -560,6 +560,9 @@ class ReflectRetryRollout:
         generator_factory: Builds the generator for a trainer, as a context manager; default:
             the trainer's model (transformers ``generate``) or its vLLM engine (``use_vllm``).
             Tests pass a scripted one.
+        retry_generator: Samples the retries instead of the trainer's generator (e.g. a
+            scripted retry policy, ``agents.scripted.MarkerRetry``); the reflections still come
+            from ``generator_factory``.
 
     Returns from a call (TRL's contract): ``prompt_ids``, ``completion_ids`` and ``logprobs``,
     plus ``env_mask`` in ``reflection+retry`` mode and extra per-completion fields that TRL
@@ -583,6 +586,7 @@ class ReflectRetryRollout:
         seed: int = 0,
         generator_factory: Callable[[Any], contextlib.AbstractContextManager[TokenGenerator]]
         | None = None,
+        retry_generator: TokenGenerator | None = None,
     ) -> None:
         if credit not in CREDIT_MODES:
             raise ValueError(f"credit must be one of {CREDIT_MODES}, got {credit!r}")
@@ -598,6 +602,7 @@ class ReflectRetryRollout:
         self.retry_temperature = retry_temperature
         self.retry_top_p = retry_top_p
         self.generator_factory = generator_factory or self.trainer_generator
+        self.retry_generator = retry_generator
         self.last_batch: RolloutBatch | None = None
 
     def __call__(self, prompts: list[list[Message]], trainer: Any) -> dict[str, Any]:
@@ -619,9 +624,8 @@ class ReflectRetryRollout:
                     reflection_max_tokens=args.max_completion_length,
                     retry_max_tokens=self.retry_max_tokens,
                     group_size=group_size,
-                    retry_generate=with_sampling(
-                        generate, self.retry_temperature, self.retry_top_p
-                    ),
+                    retry_generate=self.retry_generator
+                    or with_sampling(generate, self.retry_temperature, self.retry_top_p),
                 )
 
             batch = run(prompts)
@@ -924,10 +928,12 @@ def build_trainer(
     peft_config: Any = None,
     callbacks: list[Any] | None = None,
     generator_factory: Callable[[Any], Any] | None = None,
+    retry_generator: TokenGenerator | None = None,
 ) -> Any:
     """A ``GRPOTrainer`` wired with :class:`ReflectRetryRollout` and :func:`retry_success`.
 
-    ``generator_factory`` replaces the trainer's own generation (see :class:`ReflectRetryRollout`).
+    ``generator_factory`` replaces the trainer's own generation, ``retry_generator`` the
+    retry's alone (see :class:`ReflectRetryRollout`).
     """
     import os
 
@@ -953,6 +959,7 @@ def build_trainer(
         resample_groups=args.resample_groups,
         seed=args.seed,
         generator_factory=generator_factory,
+        retry_generator=retry_generator,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
     return GRPOTrainer(

@@ -638,6 +638,27 @@ def tokenize_target(
     return prompt + reply, [IGNORE_INDEX] * len(prompt) + reply
 
 
+def weighted_examples(
+    targets: Sequence[Target], tokenizer: Any, eos_ids: set[int], max_length: int
+) -> tuple[list[tuple[list[int], list[int], float]], int]:
+    """The ``(input_ids, labels, weight)`` examples of ``targets`` for :func:`update`.
+
+    Returns:
+        The examples, and how many targets were left out for being longer than
+        ``max_length`` tokens.
+    """
+    examples, too_long = [], 0
+    for target in targets:
+        ids, labels = tokenize_target(
+            tokenizer, target.history, target.response, target.tools, eos_ids
+        )
+        if len(ids) > max_length:
+            too_long += 1
+            continue
+        examples.append((ids, labels, target.weight))
+    return examples, too_long
+
+
 # -- 4. update -----------------------------------------------------------------------------
 
 
@@ -986,15 +1007,7 @@ def train(args: Args) -> TrainResult:
         append_lines(
             run_dir / "targets.jsonl", [{"iteration": iteration, **asdict(t)} for t in targets]
         )
-        examples, too_long = [], 0
-        for target in targets:
-            ids, labels = tokenize_target(
-                tokenizer, target.history, target.response, target.tools, eos_ids
-            )
-            if len(ids) > args.max_length:
-                too_long += 1
-                continue
-            examples.append((ids, labels, target.weight))
+        examples, too_long = weighted_examples(targets, tokenizer, eos_ids, args.max_length)
 
         # -- 4. update ---------------------------------------------------------------------
         tick = time.perf_counter()
