@@ -239,8 +239,8 @@ def _plain_box(response: str) -> str | None:
     last_close = response.rfind("}")
     if last_close <= 0:
         return ""
-    window = max(0, last_close - FAST_PATH_CHARS - 7)
-    start = response.rfind("\\boxed", window, last_close) + 7
+    window = last_close - FAST_PATH_CHARS - 7  # the box starts after this, if it is simple
+    start = response.rfind("\\boxed", window if window > 0 else 0, last_close) + 7
     if start < 7 or response[start - 1] != "{":
         return None
     end = response.find("}", start, start + FAST_PATH_CHARS + 1)
@@ -258,10 +258,10 @@ def _evaluate(text: str) -> tuple[Value, list[int]] | None:
 
     The same grammar over the same tokens (ASCII numbers, ``+ - * / ( )``; spaces only
     separate them), in one loop over the characters and with no recursion: each ``(`` saves
-    the state of the enclosing expression (the sum so far, how the current term joins it,
-    the product so far, how the next operand joins that, a pending unary minus) and its
-    ``)`` restores it. Values are exact: a numerator and a denominator, reduced once at the
-    end (an ``int`` when whole, else a :class:`~fractions.Fraction`, equal to the parser's).
+    the state of the enclosing expression (the sum so far, the product so far, how the next
+    operand joins that, whether it is negated) and its ``)`` restores it. Values are exact:
+    a numerator and a denominator, reduced once at the end (an ``int`` when whole, else a
+    :class:`~fractions.Fraction`, equal to the parser's).
     Errors are found at the token where the parser finds them, with its message.
 
     Returns:
@@ -274,12 +274,11 @@ def _evaluate(text: str) -> tuple[Value, list[int]] | None:
             parentheses, a leading zero, a division by zero).
     """
     literals: list[int] = []
-    saved: list[tuple[int, int, str, int, int, str, bool]] = []
+    saved: list[tuple[int, int, int, int, str, bool]] = []
     sum_n, sum_d = 0, 1  # the sum of the finished terms
-    add = "+"  # how the current term joins the sum
     term_n = term_d = 1  # the current term: the product so far
     mul = ""  # how the next operand joins the product ("" for its first operand)
-    negative = False  # an odd number of unary minus signs wait for the next operand
+    negative = False  # negate the next operand: odd minus signs before it (a - b = a + -b)
     operand = True  # an operand is expected next
     number = ""  # the digits of the number being read
     for char in text + " ":  # the space ends a number at the end
@@ -289,18 +288,18 @@ def _evaluate(text: str) -> tuple[Value, list[int]] | None:
                 continue
             if number[0] == "0" and len(number) > 1:
                 raise _Invalid("integer literal with a leading zero")
-            value_n, value_d = int(number), 1
-            literals.append(value_n)
+            value = int(number)
+            literals.append(value)
             number = ""
-            # the operand joins the product (as after ")" below)
+            # the number joins the product (as a parenthesised operand does below)
             if negative:
-                value_n, negative = -value_n, False
+                value, negative = -value, False
             if not mul:
-                term_n, term_d = value_n, value_d
+                term_n, term_d = value, 1
             elif mul == "*":
-                term_n, term_d = term_n * value_n, term_d * value_d
-            elif value_n:
-                term_n, term_d = term_n * value_d, term_d * value_n
+                term_n *= value
+            elif value:
+                term_d *= value
             else:
                 raise _Invalid("division by zero")
             operand = False
@@ -312,33 +311,28 @@ def _evaluate(text: str) -> tuple[Value, list[int]] | None:
             elif char == "-":
                 negative = not negative
             elif char == "(":
-                saved.append((sum_n, sum_d, add, term_n, term_d, mul, negative))
-                sum_n, sum_d, add, mul, negative = 0, 1, "+", "", False
+                saved.append((sum_n, sum_d, term_n, term_d, mul, negative))
+                sum_n, sum_d, mul, negative = 0, 1, "", False
             elif char == "+" or char == ")":
                 raise _Invalid(f"unexpected {char!r}")
             else:
                 return None  # "*" or "/" (the parser may say "**"), or outside the alphabet
         elif char == "+" or char == "-":
             if sum_d == term_d:
-                sum_n = sum_n + term_n if add == "+" else sum_n - term_n
+                sum_n += term_n
             else:
-                term_n *= sum_d
-                sum_n = sum_n * term_d + term_n if add == "+" else sum_n * term_d - term_n
-                sum_d *= term_d
-            add, mul, operand = char, "", True
+                sum_n, sum_d = sum_n * term_d + term_n * sum_d, sum_d * term_d
+            mul, operand, negative = "", True, char == "-"
         elif char == "*" or char == "/":
             mul, operand = char, True
         elif char == ")":
             if not saved:
                 raise _Invalid("unexpected ')'")
             if sum_d == term_d:
-                value_n = sum_n + term_n if add == "+" else sum_n - term_n
-                value_d = sum_d
+                value_n, value_d = sum_n + term_n, sum_d
             else:
-                term_n *= sum_d
-                value_n = sum_n * term_d + term_n if add == "+" else sum_n * term_d - term_n
-                value_d = sum_d * term_d
-            sum_n, sum_d, add, term_n, term_d, mul, negative = saved.pop()
+                value_n, value_d = sum_n * term_d + term_n * sum_d, sum_d * term_d
+            sum_n, sum_d, term_n, term_d, mul, negative = saved.pop()
             # the parenthesised operand joins the product (as a number does above)
             if negative:
                 value_n, negative = -value_n, False
@@ -361,12 +355,9 @@ def _evaluate(text: str) -> tuple[Value, list[int]] | None:
     if saved:
         raise _Invalid("unbalanced parentheses")
     if sum_d == term_d:
-        value_n = sum_n + term_n if add == "+" else sum_n - term_n
-        value_d = sum_d
+        value_n, value_d = sum_n + term_n, sum_d
     else:
-        term_n *= sum_d
-        value_n = sum_n * term_d + term_n if add == "+" else sum_n * term_d - term_n
-        value_d = sum_d * term_d
+        value_n, value_d = sum_n * term_d + term_n * sum_d, sum_d * term_d
     if value_n % value_d == 0:
         return value_n // value_d, literals
     return Fraction(value_n, value_d), literals
