@@ -1,6 +1,6 @@
 """Learning sanity check: do RRR-GRPO and RISE-AWR learn what they are rewarded for?
 
-    python -m benchmarks.sanity_check                  # both methods (about 25 min on 2 cores)
+    python -m benchmarks.sanity_check                  # both methods (about 15 min on 2 cores)
     python -m benchmarks.sanity_check --method rrr     # or --method rise
     python -m benchmarks.sanity_check --render-only    # rewrite the report from the JSONL
 
@@ -588,13 +588,23 @@ def run_rise(args: argparse.Namespace, recorder: Recorder) -> None:
 # -- report ----------------------------------------------------------------------------------
 
 LABELS = {
-    "rrr": "RRR-GRPO (retry success: 'wrong' in the reflection)",
-    "rise": "RISE-AWR ('addition' in the answer)",
+    "rrr": "RRR-GRPO (retry success: '{marker}' in the reflection)",
+    "rise": "RISE-AWR ('{marker}' in the answer)",
 }
 
 
-def render(rows: Sequence[dict[str, Any]]) -> str:
-    """The markdown report of ``results.jsonl``'s rows."""
+def most_common_share(texts: Sequence[str]) -> tuple[str, float]:
+    """The most common text of ``texts`` (first 40 characters) and its share."""
+    from collections import Counter
+
+    if not texts:
+        return "", 0.0
+    text, count = Counter(t[:40] for t in texts).most_common(1)[0]
+    return text, count / len(texts)
+
+
+def render(rows: Sequence[dict[str, Any]], episodes: Sequence[dict[str, Any]] = ()) -> str:
+    """The markdown report of ``results.jsonl``'s rows (and what ``episodes.jsonl`` shows)."""
     lines = [
         "# Learning sanity check: the reward is one word, does the trainer learn it?",
         "",
@@ -616,7 +626,7 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
         first, last = measures[0], measures[-1]
         unit = "step" if method == "rrr" else "iteration"
         lines += [
-            f"## {LABELS[method]}",
+            f"## {LABELS[method].format(marker=first['marker'])}",
             "",
             f"Command: `{first['command']}`",
             "",
@@ -624,7 +634,7 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
             "",
             f"{first['setting']} Marker word: `{first['marker']}`.",
             "",
-            f"| {unit} | training minutes | held-out rate | items with a hit | "
+            f"| {unit} | minutes (measures included) | held-out rate | items with a hit | "
             "training batch reward |",
             "|---|---|---|---|---|",
         ]
@@ -645,6 +655,20 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
                 f"{last['rate']:.3f}; per item {test['up']} up, {test['down']} down, "
                 f"{test['tied']} tied; sign test p = {test['p']:.2g}.",
             ]
+            key = "reflection" if method == "rrr" else "response"
+            texts = [
+                e[key]
+                for e in episodes
+                if e["method"] == method and e["step"] == last["step"] and not e.get("training")
+            ]
+            text, share = most_common_share(texts)
+            if texts:
+                lines += [
+                    "",
+                    f"What was learned (`episodes.jsonl`, {unit} {last['step']}): "
+                    f"{share:.0%} of the held-out {key}s begin with `{text!r}`. The trainer "
+                    "learned the word it was rewarded for, by the shortest route, not the task.",
+                ]
         lines.append("")
     lines += ["![curve](curve.png)", ""]
     return "\n".join(lines)
@@ -660,14 +684,15 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for method in METHODS:
         trained = {r["step"]: r for r in rows if r["method"] == method and r["kind"] == "train"}
+        measures = [r for r in rows if r["method"] == method and r["kind"] == "measure"]
         points = sorted(
             (trained[r["step"]]["seconds"] / 60 if r["step"] in trained else 0.0, r["rate"])
-            for r in rows
-            if r["method"] == method and r["kind"] == "measure"
+            for r in measures
         )
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=LABELS[method])
-    ax.set_xlabel("training minutes (2 CPU cores)")
+            label = LABELS[method].format(marker=measures[0]["marker"])
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+    ax.set_xlabel("minutes since training started (held-out measures included)")
     ax.set_ylabel("held-out rate of the marker word")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
@@ -681,7 +706,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
 def write_report(out_dir: Path) -> str:
     """Rewrite ``report.md`` and ``curve.png`` from ``results.jsonl``."""
     rows = read_rows(out_dir / "results.jsonl")
-    text = render(rows)
+    text = render(rows, read_rows(out_dir / "episodes.jsonl"))
     (out_dir / "report.md").write_text(text, encoding="utf-8")
     if rows:
         plot(rows, out_dir / "curve.png")

@@ -162,6 +162,7 @@ def test_rrr_grpo_learns_the_marker_only_on_the_correct_credit_path(
     rewards = [log["rrr/retry_success"] for log in trainer.state.log_history if "reward" in log]
     assert len(rewards) == 12 and sum(rewards) > 0, "the scripted retry succeeded sometimes"
     after = rate()
+    print(f"{mutation.__name__}: held-out marker rate {before:.3f} -> {after:.3f}")
     if learns:
         assert after - before > LEARNED, f"the marker rate went {before:.2f} -> {after:.2f}"
     else:
@@ -237,6 +238,7 @@ def test_rise_awr_learns_the_marker_only_through_its_weights(
         )
         assert len(targets) == 32 and stats["optimizer_steps"] == 4
     after = rate()
+    print(f"{mutation.__name__}: held-out marker rate {before:.3f} -> {after:.3f}")
     if learns:
         assert after - before > LEARNED, f"the marker rate went {before:.2f} -> {after:.2f}"
     else:
