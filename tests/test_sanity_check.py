@@ -35,6 +35,7 @@ MARKER = "wrong"
 #: The tiny model samples (almost) only these tokens; the marker is one of eight.
 ALPHABET = (" wrong", " apple", " river", " stone", " cloud", " green", " table", " light")
 TOKENS = 3  # reflection / answer length
+STEPS = 8  # RRR-GRPO optimizer steps
 #: The held-out rate must rise by this much on the correct path, and by less when broken.
 LEARNED = 0.25
 
@@ -153,14 +154,16 @@ def test_rrr_grpo_learns_the_marker_only_on_the_correct_credit_path(
         max_completion_length=TOKENS,
         retry_max_tokens=16,
         learning_rate=1e-2,
-        max_steps=12,
+        max_steps=STEPS,
+        per_device_train_batch_size=8,  # 2 groups of 4 reflections per step
         bf16=False,
         **overrides,
     )
     trainer = rrr_trainer(config, model, tokenizer, failure_rows("train", 16), MARKER)
     trainer.train()
-    rewards = [log["rrr/retry_success"] for log in trainer.state.log_history if "reward" in log]
-    assert len(rewards) == 12 and sum(rewards) > 0, "the scripted retry succeeded sometimes"
+    assert trainer.state.global_step == STEPS
+    marked = [m for call in trainer.rollout_func.retry_generator.seen for m in call]
+    assert any(marked) and not all(marked), "some reflections had the marker, some not"
     after = rate()
     print(f"{mutation.__name__}: held-out marker rate {before:.3f} -> {after:.3f}")
     if learns:
