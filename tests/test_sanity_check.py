@@ -31,6 +31,8 @@ from benchmarks.sanity_check import (
     rrr_trainer,
 )
 
+pytestmark = pytest.mark.slow  # trains (a tiny model, about 45 s for the six cases)
+
 MARKER = "wrong"
 #: The tiny model samples (almost) only these tokens; the marker is one of eight.
 ALPHABET = (" wrong", " apple", " river", " stone", " cloud", " green", " table", " light")
