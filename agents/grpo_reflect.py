@@ -186,6 +186,21 @@ class GRPOReflectConfig(GRPOConfig):
         resample_groups (`int`, defaults to `0`): DAPO's dynamic sampling: a group whose
             retries all got the same reward (no gradient) is replaced by a group on another
             failure, up to this many times. One process only.
+        skip_steps_without_signal (`bool` or `None`, defaults to `None`): Take no optimizer
+            step on a batch whose groups all have equal rewards (no advantage anywhere): the
+            gradients are dropped before the step, so AdamW moves no weight and no moment
+            (a zero-loss step still moves them through momentum; weight decay likewise), and
+            the learning-rate schedule does not advance. ``max_steps`` still counts such
+            batches; ``rrr/skipped_steps`` logs how many were skipped so far. The KL term's
+            pull toward the reference (``beta``) is skipped with them. ``None``: on, except
+            under DeepSpeed (whose engine steps inside ``backward``), where it stays off;
+            ``false``: TRL's behaviour (every batch steps). With ``steps_per_generation`` above
+            ``gradient_accumulation_steps``, judged per generation batch.
+        sample_with_dropout (`bool`, defaults to `False`): Sample reflections and retries with
+            the model in training mode, dropout (e.g. LoRA's) active, as TRL's own generation
+            does. ``False`` switches the model to eval mode while generating (training mode is
+            restored for the loss): the samples come from the policy that evaluation runs.
+            No effect with ``--use_vllm`` (vLLM has no dropout).
 
         > The dataset of failures
 
@@ -339,6 +354,21 @@ class GRPOReflectConfig(GRPOConfig):
             "help": "Dynamic sampling (DAPO): a training group whose retries all got the same "
             "reward carries no gradient, so it is replaced by a group on another failure, up to "
             "this many times per group (0: off, the paper). One process only."
+        },
+    )
+    skip_steps_without_signal: bool | None = field(
+        default=None,
+        metadata={
+            "help": "No optimizer step (no AdamW momentum or weight-decay move, no schedule "
+            "step) on a batch whose groups all have equal rewards; logged as "
+            "rrr/skipped_steps. Default: on, except under DeepSpeed; false: TRL's behaviour."
+        },
+    )
+    sample_with_dropout: bool = field(
+        default=False,
+        metadata={
+            "help": "Generate reflections and retries in training mode, dropout active (TRL's "
+            "behaviour). Default: off, the model generates in eval mode."
         },
     )
     credit: str = field(
@@ -563,6 +593,9 @@ class ReflectRetryRollout:
         retry_generator: Samples the retries instead of the trainer's generator (e.g. a
             scripted retry policy, ``agents.scripted.MarkerRetry``); the reflections still come
             from ``generator_factory``.
+        sample_with_dropout: Generate with the trainer's model in training mode (dropout
+            active, TRL's behaviour); ``False`` switches it to eval mode while generating and
+            restores its mode after.
 
     Returns from a call (TRL's contract): ``prompt_ids``, ``completion_ids`` and ``logprobs``,
     plus ``env_mask`` in ``reflection+retry`` mode and extra per-completion fields that TRL
@@ -587,6 +620,7 @@ class ReflectRetryRollout:
         generator_factory: Callable[[Any], contextlib.AbstractContextManager[TokenGenerator]]
         | None = None,
         retry_generator: TokenGenerator | None = None,
+        sample_with_dropout: bool = False,
     ) -> None:
         if credit not in CREDIT_MODES:
             raise ValueError(f"credit must be one of {CREDIT_MODES}, got {credit!r}")
@@ -603,6 +637,7 @@ class ReflectRetryRollout:
         self.retry_top_p = retry_top_p
         self.generator_factory = generator_factory or self.trainer_generator
         self.retry_generator = retry_generator
+        self.sample_with_dropout = sample_with_dropout
         self.last_batch: RolloutBatch | None = None
 
     def __call__(self, prompts: list[list[Message]], trainer: Any) -> dict[str, Any]:
@@ -665,7 +700,8 @@ class ReflectRetryRollout:
     def trainer_generator(self, trainer: Any) -> Iterator[TokenGenerator]:
         """The generator of ``trainer``: its vLLM engine, or its model unwrapped for generation.
 
-        The model is unwrapped once for both phases (one ZeRO-3 parameter gather per batch).
+        The model is unwrapped once for both phases (one ZeRO-3 parameter gather per batch),
+        and put in eval mode for them unless ``sample_with_dropout``.
         """
         if trainer.args.use_vllm:
             # TRL syncs the policy's weights into vLLM before it calls the rollout_func.
@@ -674,12 +710,15 @@ class ReflectRetryRollout:
         from trl.models import unwrap_model_for_generation
 
         args = trainer.args
-        with unwrap_model_for_generation(
-            trainer.model_wrapped,
-            trainer.accelerator,
-            gather_deepspeed3_params=args.ds3_gather_for_generation,
-            gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
-        ) as model:
+        with (
+            unwrap_model_for_generation(
+                trainer.model_wrapped,
+                trainer.accelerator,
+                gather_deepspeed3_params=args.ds3_gather_for_generation,
+                gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+            ) as model,
+            self.generation_mode(model),
+        ):
             yield HFGenerator(
                 model,
                 eos_ids=list(trainer.eos_token_ids),
@@ -693,6 +732,17 @@ class ReflectRetryRollout:
                 autocast=trainer.accelerator.autocast,
                 generation_kwargs=dict(args.generation_kwargs or {}),
             )
+
+    @contextlib.contextmanager
+    def generation_mode(self, model: Any) -> Iterator[None]:
+        """``model`` in eval mode (no dropout) unless ``sample_with_dropout``; its mode after."""
+        training = model.training
+        if not self.sample_with_dropout:
+            model.eval()
+        try:
+            yield
+        finally:
+            model.train(training)
 
     def to_trl(self, batch: RolloutBatch) -> dict[str, Any]:
         """The batch in TRL's ``rollout_func`` format for this credit mode."""
@@ -960,9 +1010,10 @@ def build_trainer(
         seed=args.seed,
         generator_factory=generator_factory,
         retry_generator=retry_generator,
+        sample_with_dropout=args.sample_with_dropout,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=model,
         reward_funcs=[retry_success],
         args=args,
@@ -972,6 +1023,81 @@ def build_trainer(
         callbacks=callbacks,
         rollout_func=rollout,
     )
+    skip = args.skip_steps_without_signal
+    if skip and trainer.is_deepspeed_enabled:
+        raise ValueError(
+            "--skip_steps_without_signal cannot skip a step under DeepSpeed (its engine steps "
+            "inside backward); use --skip_steps_without_signal false"
+        )
+    if skip is None:
+        skip = not trainer.is_deepspeed_enabled
+    if skip:
+        trainer.add_callback(SkipStepsWithoutSignal(rollout, args.num_generations))
+    return trainer
+
+
+class SkipStepsWithoutSignal(TrainerCallback):
+    """No optimizer step on a batch whose GRPO groups all have equal rewards.
+
+    Such a batch has no advantage anywhere, but an AdamW step on it still moves the weights
+    (momentum, weight decay) and the schedule. Before the step, this callback drops the
+    gradients (``zero_grad(set_to_none=True)``: torch optimizers skip a parameter without a
+    gradient, so no weight, moment or step count changes); after it, it puts the
+    learning-rate schedule (and the optimizer's learning rates) back where they were. The
+    trainer's ``global_step`` still advances. Logs ``rrr/skipped_steps``, the number of skipped
+    steps so far. Every process takes the same decision, from the rewards of all of them.
+
+    Args:
+        rollout: The trainer's rollout function; its latest training batch is judged.
+        group_size: GRPO group size (``num_generations``).
+    """
+
+    def __init__(self, rollout: ReflectRetryRollout, group_size: int) -> None:
+        self.rollout, self.group_size = rollout, group_size
+        self.skipped = 0
+        self._saved: tuple[dict[str, Any], list[float]] | None = None
+
+    def has_signal(self) -> bool:
+        """Whether the latest batch, over all processes, has a group with reward variance."""
+        import torch.distributed as dist
+
+        batch = self.rollout.last_batch
+        rewards = [] if batch is None else list(batch.rewards)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            parts: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, rewards)
+            rewards = [r for part in parts for r in part]
+        groups = len(rewards) // self.group_size
+        return len(uniform_groups(rewards, self.group_size)) < groups
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._saved = None
+        if self.has_signal():
+            return control
+        kwargs["model"].zero_grad(set_to_none=True)
+        scheduler, optimizer = kwargs["lr_scheduler"], kwargs["optimizer"]
+        self._saved = (
+            scheduler.state_dict(),
+            [group["lr"] for group in optimizer.param_groups],
+        )
+        return control
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self._saved is not None:
+            schedule, rates = self._saved
+            kwargs["lr_scheduler"].load_state_dict(schedule)
+            for group, rate in zip(kwargs["optimizer"].param_groups, rates, strict=True):
+                group["lr"] = rate
+            self.skipped += 1
+            self._saved = None
+        return control
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
+        if logs is not None and "loss" in logs:
+            logs["rrr/skipped_steps"] = self.skipped
+            if state.log_history and state.log_history[-1].get("step") == state.global_step:
+                state.log_history[-1]["rrr/skipped_steps"] = self.skipped
+        return control
 
 
 class TimeBudget(TrainerCallback):
@@ -1429,6 +1555,7 @@ __all__ = [
     "CREDIT_MODES",
     "GRPOReflectConfig",
     "ReflectRetryRollout",
+    "SkipStepsWithoutSignal",
     "TimeBudget",
     "apply_cpu_recipe",
     "build_trainer",

@@ -1,0 +1,255 @@
+"""No update without signal, and sampling without dropout (issue 25, part 2).
+
+A batch whose GRPO groups all got the same reward has no advantage, yet an AdamW step on it
+still moves the weights through momentum. With ``skip_steps_without_signal`` such a step moves
+no weight, no optimizer moment and no learning rate; without it (TRL's behaviour) it does.
+``sample_with_dropout=False`` generates in eval mode: two greedy generations agree although
+the model trains with dropout.
+
+A 2-layer model from SmolLM2-135M's config (random weights, its real tokenizer and chat
+template) keeps the trainer cheap; a scripted token generator decides the rewards, the env
+grades them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+import rrr_env
+from agents.backends import render_prompt
+from agents.grpo_reflect import GRPOReflectConfig, SkipStepsWithoutSignal, build_trainer
+from agents.models import resolve_model
+from agents.reflection_rollout import with_sampling
+from rrr_env.tasks.countdown_solver import solve
+
+gym.register_envs(rrr_env)
+EASY = '{"num_count": 2, "number_range": [1, 20], "target_range": [1, 40]}'
+TASK = re.compile(r"Using the numbers \[([\d, ]+)\], create an equation that equals (\d+)")
+GOOD, BAD = "Use each number exactly once.", "No idea."
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m").path)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def tiny_model(attention_dropout: float = 0.0):
+    config = AutoConfig.from_pretrained(resolve_model("smollm2-135m").path)
+    config.num_hidden_layers, config.attention_dropout = 2, attention_dropout
+    if getattr(config, "layer_types", None):
+        config.layer_types = config.layer_types[:2]
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def make_config(tmp_path: Path, **overrides) -> GRPOReflectConfig:
+    options = {
+        "output_dir": str(tmp_path / "run"),
+        "failures_path": str(tmp_path / "failures.jsonl"),
+        "env_kwargs": EASY,
+        "num_generations": 2,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "max_completion_length": 12,
+        "retry_max_tokens": 12,
+        "max_steps": 2,
+        "learning_rate": 1e-3,
+        "warmup_steps": 0,
+        "logging_steps": 1,
+        "report_to": "none",
+        "save_strategy": "no",
+        "eval_n": 0,
+        "seed": 0,
+        "bf16": False,
+        "use_cpu": True,
+    }
+    return GRPOReflectConfig(**{**options, **overrides})
+
+
+def failures(config: GRPOReflectConfig, count: int):
+    from agents.grpo_reflect import load_failures
+
+    env = gym.make(config.env_id, **config.env_options())
+    rows = []
+    for index in range(count):
+        env.reset(options={"index": index})
+        obs, _, _, _, info = env.step("I do not know.")
+        assert info["phase"] == "reflection"
+        rows.append({"prompt": obs, "index": index})
+    path = Path(config.failures_path)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return load_failures(path)
+
+
+class Scripted:
+    """Reflections alternate GOOD / BAD within each group while ``signal`` holds, else all BAD;
+    a retry after GOOD is a correct answer, any other retry a wrong one."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.signal = [True, False]  # per step
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False) + [self.eos]
+
+    def __call__(self, prompt_ids, max_new_tokens, group_size):
+        out = []
+        for ids in prompt_ids:
+            context = self.tokenizer.decode(ids)
+            if context.rstrip().endswith("next time.<|im_end|>\n<|im_start|>assistant"):
+                useful = self.signal[0] and len(out) % 2 == 0
+                out.append(self.encode(GOOD if useful else BAD))
+            elif GOOD in context.split("Reflect on what went wrong")[-1]:
+                numbers, target = TASK.findall(context)[-1]
+                solution = solve([int(n) for n in numbers.split(",")], int(target))
+                out.append(self.encode(f"\\boxed{{{solution}}}"))
+            else:
+                out.append(self.encode("\\boxed{1 + 1}"))
+        if group_size == 1:  # the retry call ends a step's rollout
+            self.signal = self.signal[1:] or self.signal
+        return out, None
+
+
+class Snapshots(TrainerCallback):
+    """Weights, optimizer state and learning rates after each optimizer step."""
+
+    def __init__(self) -> None:
+        self.after: dict[int, dict] = {}
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+        moments = {
+            (i, key): value.clone()
+            for i, per_param in enumerate(optimizer.state.values())
+            for key, value in per_param.items()
+            if torch.is_tensor(value)
+        }
+        self.after[state.global_step] = {
+            "weights": {n: p.detach().clone() for n, p in model.named_parameters()},
+            "moments": moments,
+            "lr": [g["lr"] for g in optimizer.param_groups],
+            "schedule": kwargs["lr_scheduler"].state_dict()["last_epoch"],
+        }
+
+
+def train_two_steps(tokenizer, tmp_path, **overrides):
+    config = make_config(tmp_path, **overrides)
+    dataset = failures(config, 4)
+    scripted = Scripted(tokenizer)
+    snapshots = Snapshots()
+    trainer = build_trainer(
+        config,
+        tiny_model(),
+        tokenizer,
+        dataset,
+        callbacks=[snapshots],
+        generator_factory=lambda trainer: contextlib.nullcontext(scripted),
+    )
+    trainer.train()
+    return trainer, snapshots.after
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_a_batch_without_reward_variance_moves_no_weight_moment_or_learning_rate(
+    tokenizer, tmp_path
+):
+    trainer, after = train_two_steps(tokenizer, tmp_path)
+    assert any(isinstance(c, SkipStepsWithoutSignal) for c in trainer.callback_handler.callbacks)
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["frac_reward_zero_std"] for h in logged] == [0.0, 1.0]
+    assert [h["rrr/skipped_steps"] for h in logged] == [0, 1]
+
+    step1, step2 = after[1], after[2]
+    assert step1["moments"], "step 1 (with variance) filled AdamW's moments"
+    assert same(step1["weights"], step2["weights"]), "the skipped step moved no weight"
+    assert same(step1["moments"], step2["moments"]), "nor any moment or step count"
+    # The schedule is put back after the step (this test's callback ran before that).
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == step1["lr"]
+    assert trainer.lr_scheduler.state_dict()["last_epoch"] == step1["schedule"] == 1
+
+
+@pytest.mark.slow
+def test_without_the_option_a_batch_without_variance_still_moves_the_weights(tokenizer, tmp_path):
+    trainer, after = train_two_steps(tokenizer, tmp_path, skip_steps_without_signal=False)
+    assert not any(
+        isinstance(c, SkipStepsWithoutSignal) for c in trainer.callback_handler.callbacks
+    )
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["frac_reward_zero_std"] for h in logged] == [0.0, 1.0]
+    assert "rrr/skipped_steps" not in logged[0]
+    step1, step2 = after[1], after[2]
+    assert not same(step1["weights"], step2["weights"]), "AdamW's momentum moved them"
+    assert not same(step1["moments"], step2["moments"])
+    assert step2["schedule"] == step1["schedule"] + 1
+
+
+@pytest.mark.slow
+def test_a_batch_with_variance_steps(tokenizer, tmp_path):
+    """Both steps have variance: nothing is skipped, every step moves the weights."""
+    config = make_config(tmp_path)
+    dataset = failures(config, 4)
+    scripted = Scripted(tokenizer)
+    scripted.signal = [True]
+    before = tiny_model()
+    initial = {n: p.detach().clone() for n, p in before.named_parameters()}
+    snapshots = Snapshots()
+    trainer = build_trainer(
+        config,
+        before,
+        tokenizer,
+        dataset,
+        callbacks=[snapshots],
+        generator_factory=lambda trainer: contextlib.nullcontext(scripted),
+    )
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["rrr/skipped_steps"] for h in logged] == [0, 0]
+    assert not same(initial, snapshots.after[1]["weights"])
+    assert not same(snapshots.after[1]["weights"], snapshots.after[2]["weights"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_dropout", [False, True])
+def test_greedy_generations_in_training_mode_agree_without_dropout(
+    tokenizer, tmp_path, with_dropout
+):
+    config = make_config(tmp_path, sample_with_dropout=with_dropout)
+    dataset = failures(config, 4)
+    trainer = build_trainer(config, tiny_model(attention_dropout=0.5), tokenizer, dataset)
+    trainer.model.train()
+    prompt = render_prompt(tokenizer, dataset[0]["prompt"])
+    rollout = trainer.rollout_func
+    torch.manual_seed(0)
+    with rollout.trainer_generator(trainer) as sample:
+        assert sample.model.training is with_dropout
+        generate = with_sampling(sample, temperature=0.0)  # greedy
+        first, _ = generate([prompt], 16, 1)
+        second, _ = generate([prompt], 16, 1)
+    assert trainer.model.training, "training mode is restored after generating"
+    assert (first == second) is not with_dropout
+
+
+def test_both_options_are_command_line_flags_with_the_fixes_on_by_default():
+    from trl import ModelConfig, TrlParser
+
+    parser = TrlParser((GRPOReflectConfig, ModelConfig))
+    defaults, _ = parser.parse_args_and_config([])
+    assert defaults.skip_steps_without_signal is None and defaults.sample_with_dropout is False
+    args, _ = parser.parse_args_and_config(
+        ["--skip_steps_without_signal", "false", "--sample_with_dropout", "true"]
+    )
+    assert args.skip_steps_without_signal is False and args.sample_with_dropout is True
