@@ -192,6 +192,29 @@ def with_sampling(
     return replace(generate, **{k: v for k, v in changes.items() if v is not None})
 
 
+def without_adapter(generate: TokenGenerator) -> TokenGenerator:
+    """``generate`` with its model's adapter off (PEFT's ``disable_adapter()``) while it runs.
+
+    The frozen base model samples, e.g. the retries of ``adapter_scope="reflection"``.
+
+    Raises:
+        TypeError: ``generate`` is not an :class:`HFGenerator` of a model with an adapter.
+    """
+    if not isinstance(generate, HFGenerator) or not hasattr(generate.model, "disable_adapter"):
+        raise TypeError(
+            "only a transformers generator of a PEFT model can generate without its adapter "
+            f"(got a {type(generate).__name__})"
+        )
+    model, autocast = generate.model, generate.autocast
+
+    @contextlib.contextmanager
+    def base_model() -> Any:
+        with autocast(), model.disable_adapter():
+            yield
+
+    return replace(generate, autocast=base_model)
+
+
 # -- episodes --------------------------------------------------------------------------------
 
 

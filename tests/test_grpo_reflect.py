@@ -735,6 +735,7 @@ def test_command_line_collects_evaluates_trains_and_reports(tmp_path, capsys):
         reloaded, _ = load_model_and_tokenizer(str(output), dtype="float32")
         assert hasattr(reloaded, "peft_config"), "the adapter folder loads as a model"
     assert json.loads((output / "result.json").read_text())["steps"] == 1
+    assert json.loads((output / "rrr_policy.json").read_text()) == {"adapter_scope": "all"}
     printed = capsys.readouterr().out
     assert "| vanilla |" in printed and "| trained |" in printed and "by step: 1:" in printed
     assert "not that the model learned" in printed

@@ -1,10 +1,11 @@
-"""No update without signal, and sampling without dropout (issue 25, part 2).
+"""No update without signal, sampling without dropout, a reflection-only adapter (issue 25).
 
 A batch whose GRPO groups all got the same reward has no advantage, yet an AdamW step on it
 still moves the weights through momentum. With ``skip_steps_without_signal`` such a step moves
 no weight, no optimizer moment and no learning rate; without it (TRL's behaviour) it does.
 ``sample_with_dropout=False`` generates in eval mode: two greedy generations agree although
-the model trains with dropout.
+the model trains with dropout. With ``adapter_scope="reflection"`` the retries are the base
+model's (the LoRA adapter disabled).
 
 A 2-layer model from SmolLM2-135M's config (random weights, its real tokenizer and chat
 template) keeps the trainer cheap; a scripted token generator decides the rewards, the env
@@ -253,3 +254,57 @@ def test_both_options_are_command_line_flags_with_the_fixes_on_by_default():
         ["--skip_steps_without_signal", "false", "--sample_with_dropout", "true"]
     )
     assert args.skip_steps_without_signal is False and args.sample_with_dropout is True
+
+
+# -- issue 25, part 1: a reflection-only adapter ---------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scope", ["reflection", "all"])
+def test_with_a_reflection_scope_the_base_model_samples_the_retries(tokenizer, tmp_path, scope):
+    from peft import LoraConfig
+
+    from agents.reflection_rollout import HFGenerator
+
+    config = make_config(tmp_path, adapter_scope=scope, retry_temperature=0.0)
+    dataset = failures(config, 4)
+    lora = LoraConfig(
+        r=4, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    trainer = build_trainer(config, tiny_model(), tokenizer, dataset, peft_config=lora)
+    trainer.model.train()
+    prompts = [dataset[k]["prompt"] for k in (0, 1) for _ in range(2)]
+    trainer.rollout_func(prompts, trainer)
+    batch = trainer.rollout_func.last_batch
+
+    model = trainer.model.eval()
+    greedy = HFGenerator(model, eos_ids=trainer.eos_token_ids, pad_id=tokenizer.pad_token_id)
+    greedy = with_sampling(greedy, temperature=0.0)
+    contexts = [
+        p + r + s
+        for p, r, s in zip(
+            batch.prompt_ids, batch.reflection_ids, batch.retry_prompt_ids, strict=True
+        )
+    ]
+    with model.disable_adapter():
+        base, _ = greedy(contexts, config.retry_max_tokens, 1)
+    adapted, _ = greedy(contexts, config.retry_max_tokens, 1)
+    assert base != adapted, "the adapter changes the greedy retries of this model"
+    assert batch.retry_ids == (base if scope == "reflection" else adapted)
+
+
+def test_a_reflection_scope_needs_an_adapter_and_transformers_generation(tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="--credit reflection"):
+        make_config(tmp_path, adapter_scope="reflection", credit="reflection+retry")
+    with pytest.raises(ValueError, match="adapter_scope must be one of"):
+        make_config(tmp_path, adapter_scope="retry")
+    config = make_config(tmp_path, adapter_scope="reflection")
+    with pytest.raises(ValueError, match="--use_peft"):
+        build_trainer(config, tiny_model(), tokenizer, failures(config, 4))
+
+
+def test_skipping_is_refused_where_it_cannot_skip(tokenizer, tmp_path):
+    config = make_config(tmp_path, skip_steps_without_signal=True)
+    config.fp16 = True  # set after validation: fp16 needs a GPU here
+    with pytest.raises(ValueError, match="cannot skip a step under --fp16"):
+        build_trainer(config, tiny_model(), tokenizer, failures(config, 4))
