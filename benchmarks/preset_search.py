@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,13 @@ import gymnasium as gym
 import rrr_env
 from benchmarks.common import RESULTS, command_line, machine_line
 from benchmarks.common import machine_info as _machine_info
-from rrr_env.shortcuts import COUNTDOWN_OPERATORS, COUNTDOWN_ORDERS, countdown_solving_forms
+from rrr_env.shortcuts import (
+    COUNTDOWN_OPERATORS,
+    COUNTDOWN_ORDERS,
+    countdown_order,
+    countdown_solving_forms,
+    fold_value,
+)
 
 gym.register_envs(rrr_env)
 MEASURED_CODE = [
@@ -144,31 +149,6 @@ def problems(candidate: Candidate, n: int) -> tuple[list[int], Any]:
     return distinct_indices(make, n), env.unwrapped.task
 
 
-def _fold(values: Sequence[int], operators: Sequence[str]) -> Fraction | None:
-    total = Fraction(values[0])
-    for value, operator in zip(values[1:], operators, strict=True):
-        if operator == "+":
-            total += value
-        elif operator == "-":
-            total -= value
-        elif operator == "*":
-            total *= value
-        elif value == 0:
-            return None
-        else:
-            total /= value
-    return total
-
-
-def _ordered(numbers: Sequence[int], order: str) -> list[int]:
-    return {
-        "given": list(numbers),
-        "reversed": list(reversed(numbers)),
-        "ascending": sorted(numbers),
-        "descending": sorted(numbers, reverse=True),
-    }[order]
-
-
 def solving_templates(numbers: Sequence[int], target: int) -> set[str]:
     """Fold templates (an order, a fixed operator per gap, left to right) that reach ``target``.
 
@@ -177,9 +157,9 @@ def solving_templates(numbers: Sequence[int], target: int) -> set[str]:
     """
     found = set()
     for order in COUNTDOWN_ORDERS:
-        values = _ordered(numbers, order)
+        values = countdown_order(numbers, order)
         for operators in itertools.product(COUNTDOWN_OPERATORS, repeat=len(numbers) - 1):
-            if _fold(values, operators) == target:
+            if fold_value(values, operators) == target:
                 found.add(f"{''.join(operators)} {order} ({len(numbers)} numbers)")
     return found
 

@@ -52,7 +52,8 @@ class FixedForm:
         return self.family or self.name
 
 
-def _ordered(numbers: Sequence[int], order: str) -> list[int]:
+def countdown_order(numbers: Sequence[int], order: str) -> list[int]:
+    """``numbers`` in one of :data:`COUNTDOWN_ORDERS`."""
     if order == "given":
         return list(numbers)
     if order == "reversed":
@@ -77,7 +78,7 @@ def countdown_fold(numbers: Sequence[int], operator: str, order: str) -> str:
     """
     if operator not in COUNTDOWN_OPERATORS:
         raise ValueError(f"operator must be one of {COUNTDOWN_OPERATORS}, got {operator!r}")
-    terms = [str(n) for n in _ordered(numbers, order)]
+    terms = [str(n) for n in countdown_order(numbers, order)]
     expression = terms[0]
     for position, term in enumerate(terms[1:]):
         left = f"({expression})" if position else expression
@@ -85,11 +86,22 @@ def countdown_fold(numbers: Sequence[int], operator: str, order: str) -> str:
     return expression
 
 
-def countdown_fold_value(numbers: Sequence[int], operator: str, order: str) -> Fraction | None:
-    """The value of :func:`countdown_fold`, or ``None`` where it divides by zero."""
-    values = [Fraction(n) for n in _ordered(numbers, order)]
-    total = values[0]
-    for value in values[1:]:
+def fold_value(values: Sequence[int], operators: Sequence[str]) -> Fraction | None:
+    """``values`` folded left to right, ``operators[i]`` between the running total and value i+1.
+
+    Exact arithmetic; ``None`` where it divides by zero. One operator repeated is a fixed
+    form's value; a different operator per gap is a fold template (a stronger shortcut
+    family that the preset search also measures).
+
+    >>> fold_value([9, 2, 8], ["*", "+"])
+    Fraction(26, 1)
+    """
+    if len(operators) != len(values) - 1:
+        raise ValueError(
+            f"{len(values)} values need {len(values) - 1} operators, got {operators!r}"
+        )
+    total = Fraction(values[0])
+    for value, operator in zip(values[1:], operators, strict=True):
         if operator == "+":
             total += value
         elif operator == "-":
@@ -103,6 +115,12 @@ def countdown_fold_value(numbers: Sequence[int], operator: str, order: str) -> F
         else:
             raise ValueError(f"operator must be one of {COUNTDOWN_OPERATORS}, got {operator!r}")
     return total
+
+
+def countdown_fold_value(numbers: Sequence[int], operator: str, order: str) -> Fraction | None:
+    """The value of :func:`countdown_fold`, or ``None`` where it divides by zero."""
+    values = countdown_order(numbers, order)
+    return fold_value(values, [operator] * (len(values) - 1))
 
 
 def countdown_forms() -> list[FixedForm]:
