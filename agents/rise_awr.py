@@ -860,7 +860,7 @@ def run_evaluation(args: Args, backend: Backend, run_dir: Path, iteration: int) 
         sampling=args.eval_sampling(),
         seed=args.seed,
         episodes_path=run_dir / f"eval_iter{iteration}_rise.jsonl",
-        progress=False,
+        progress=True,
     )
     t = args.max_attempts
     scores = {
@@ -879,7 +879,7 @@ def run_evaluation(args: Args, backend: Backend, run_dir: Path, iteration: int) 
             sampling=args.eval_sampling(),
             seed=args.seed,
             episodes_path=run_dir / f"eval_iter{iteration}_rrr.jsonl",
-            progress=False,
+            progress=True,
         )
         scores["eval/first_try"] = rrr["rrr"]["first_try"]
         scores["eval/second_try"] = rrr["rrr"]["second_try"]
