@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from agents.models import contiguous_head_inputs
-from agents.rollout import Generation, SamplingParams, Tools
+from agents.rollout import Backend, Generation, SamplingParams, Tools
 from agents.sampling import sampling_kwargs
 from rrr_env.tasks.base import Message
 
@@ -235,3 +235,77 @@ class VLLMBackend:
                 )
             )
         return generations
+
+
+#: Adapter scopes of a saved policy (``rrr_policy.json``): ``all`` answers and reflects with the
+#: adapter (the paper's shared weights); ``reflection`` reflects with it and answers without.
+ADAPTER_SCOPES = ("all", "reflection")
+
+
+class ReflectionAdapterBackend:
+    """Reflections from the adapted model, attempts and retries from its frozen base.
+
+    A conversation asks for a reflection when its last message is the user message
+    ``reflection_request`` (what the env appends after a wrong answer; :func:`agents.rollout.
+    rollout` generates each phase in its own call). Every other conversation is generated
+    inside PEFT's ``disable_adapter()`` of the same model: no second copy of the weights.
+
+    Args:
+        inner: A :class:`TransformersBackend` of a PEFT model (not merged).
+        reflection_request: The task's reflection request text.
+
+    Raises:
+        TypeError: ``inner`` cannot switch its model's adapter off.
+    """
+
+    def __init__(self, inner: TransformersBackend, reflection_request: str) -> None:
+        if not reflection_request:
+            raise ValueError("reflection_request must be the task's non-empty request text")
+        model = getattr(inner, "model", None)
+        if not hasattr(model, "disable_adapter"):
+            raise TypeError(
+                "adapter scope 'reflection' needs a transformers backend of an unmerged PEFT "
+                f"model (got a {type(model).__name__})"
+            )
+        self.inner = inner
+        self.reflection_request = reflection_request
+
+    def _asks_reflection(self, conversation: Sequence[Message]) -> bool:
+        last = conversation[-1] if conversation else None
+        return (
+            last is not None
+            and last.get("role") == "user"
+            and last.get("content") == self.reflection_request
+        )
+
+    def generate(
+        self,
+        conversations: Sequence[list[Message]],
+        params: SamplingParams,
+        tools: Sequence[Tools] | None = None,
+    ) -> list[Generation]:
+        """One response per conversation, in order; only reflections use the adapter."""
+        tools = list(tools) if tools is not None else [None] * len(conversations)
+        out: list[Generation | None] = [None] * len(conversations)
+        reflect = [self._asks_reflection(c) for c in conversations]
+        for adapted in (True, False):
+            members = [k for k, r in enumerate(reflect) if r == adapted]
+            if not members:
+                continue
+            scope = contextlib.nullcontext() if adapted else self.inner.model.disable_adapter()
+            with scope:
+                generated = self.inner.generate(
+                    [conversations[k] for k in members], params, [tools[k] for k in members]
+                )
+            for k, generation in zip(members, generated, strict=True):
+                out[k] = generation
+        return out  # type: ignore[return-value]
+
+
+def scoped_backend(backend: Backend, adapter_scope: str, reflection_request: str) -> Backend:
+    """``backend`` as a policy of ``adapter_scope`` uses it (see :data:`ADAPTER_SCOPES`)."""
+    if adapter_scope not in ADAPTER_SCOPES:
+        raise ValueError(f"adapter_scope must be one of {ADAPTER_SCOPES}, got {adapter_scope!r}")
+    if adapter_scope == "all":
+        return backend
+    return ReflectionAdapterBackend(backend, reflection_request)  # type: ignore[arg-type]

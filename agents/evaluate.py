@@ -249,14 +249,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     Options, the env (its data included) and the ``--model`` string are checked before the
     model loads; a bad one exits with status 2 and one line, and leaves no output folder.
     """
-    from agents.backends import TransformersBackend
-    from agents.models import load_model_and_tokenizer
+    from agents.backends import TransformersBackend, scoped_backend
+    from agents.snapshots import load_policy, read_adapter_scope
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     (args,) = parse_trl((EvaluateArgs,), argv)
     options = args.env_options()
     env = preflight(lambda: check_env(args.env, options))
     preflight(lambda: check_model(args.model))
+    # A policy saved by agents.grpo_reflect records how its adapter is used (rrr_policy.json).
+    scope = preflight(lambda: read_adapter_scope(args.model))
     size = len(env.unwrapped.task)
     output = Path(args.output_dir) if args.output_dir else default_output_dir(args)
     config_path = output / "config.json"
@@ -269,11 +271,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "pass another --output-dir or delete it"
         )
 
-    model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
+    model, tokenizer, _ = load_policy(args.model, dtype=args.dtype)
     # Only now, with every check passed and the model loaded, does the run folder appear.
     output.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(config, indent=2))
     backend = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=args.seed)
+    if scope != "all":
+        logger.info("adapter scope %s (%s): only reflections use the adapter", scope, args.model)
+    backend = scoped_backend(backend, scope, env.unwrapped.task.reflection_request)
     indices = list(range(min(args.n, size)))
     _, metrics = evaluate(
         lambda: gym.make(args.env, **options),

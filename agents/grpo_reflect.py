@@ -212,8 +212,8 @@ class GRPOReflectConfig(GRPOConfig):
             and the failures were collected by the base model before training. Needs a LoRA
             adapter (``--use_peft`` or the CPU recipe), transformers generation and
             ``credit="reflection"``. The saved policy records its scope in
-            ``rrr_policy.json``. The before/after evaluation of ``--eval_n`` does not switch
-            the adapter per phase yet: with ``"reflection"`` the after evaluation is skipped.
+            ``rrr_policy.json``. The before/after evaluation of ``--eval_n`` and
+            ``agents.evaluate`` then generate only reflections with the adapter.
         sample_with_dropout (`bool`, defaults to `False`): Sample reflections and retries with
             the model in training mode, dropout (e.g. LoRA's) active, as TRL's own generation
             does. ``False`` switches the model to eval mode while generating (training mode is
@@ -962,7 +962,7 @@ def evaluate_model(
     """
     if args.eval_n == 0:
         return None
-    from agents.backends import TransformersBackend
+    from agents.backends import TransformersBackend, scoped_backend
     from agents.evaluate import evaluate
     from agents.items import distinct_indices
     from agents.models import generation_model
@@ -982,9 +982,15 @@ def evaluate_model(
     # On a CPU, evaluate a merged bf16 copy (LoRA folded in), before and after alike, as the
     # head-to-head does: bf16 decodes 1.15x faster than fp32 weights under autocast
     # (generation_speed.md) at ~1 GB more peak memory (main_job.md).
-    copy = args.bf16 and model.device.type == "cpu"
+    # Under --adapter_scope reflection only reflections use the adapter: no merged copy, the
+    # adapter is switched off per phase (before training there is none: the base answers all).
+    scoped = args.adapter_scope == "reflection" and hasattr(model, "disable_adapter")
+    copy = args.bf16 and model.device.type == "cpu" and not scoped
     policy = generation_model(model, torch.bfloat16) if copy else model
     backend = TransformersBackend(policy, tokenizer, batch_size=args.rollout_batch_size or 64)
+    if scoped:
+        request = gym.make(args.env_id, **options).unwrapped.task.reflection_request
+        backend = scoped_backend(backend, args.adapter_scope, request)
     was_training = model.training
     model.eval()
     started = time.perf_counter()
@@ -1338,12 +1344,7 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
     trained = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
 
     after = None
-    if single and args.adapter_scope == "reflection":
-        logger.warning(
-            "--adapter_scope reflection: the after-training evaluation is skipped (it does not "
-            "switch the adapter per phase yet)"
-        )
-    elif single:
+    if single:
         stale = Path(args.output_dir) / "eval_after" / "episodes.jsonl"
         stale.unlink(missing_ok=True)  # the model changed since any earlier run
         after = evaluate_model(args, trained, tokenizer, "after")

@@ -18,17 +18,22 @@ from typing import Any
 
 __all__ = [
     "INFO_FILE",
+    "POLICY_FILE",
     "SNAPSHOTS",
     "SnapshotSchedule",
     "check_marks",
     "due_marks",
     "list_snapshots",
+    "load_policy",
     "load_snapshot",
+    "read_adapter_scope",
     "save_snapshot",
 ]
 
 #: Folder of a run's snapshots.
 SNAPSHOTS = "snapshots"
+#: Written next to a saved policy by ``agents.grpo_reflect``: ``{"adapter_scope": ...}``.
+POLICY_FILE = "rrr_policy.json"
 #: What a snapshot records besides the weights: ``minutes`` (its mark), ``train_seconds``.
 INFO_FILE = "snapshot.json"
 
@@ -119,3 +124,51 @@ def load_snapshot(path: Path, base_model: str, dtype: str = "float32") -> tuple[
 
     model, tokenizer = load_model_and_tokenizer(base_model, dtype=dtype)
     return PeftModel.from_pretrained(model, str(path)).merge_and_unload(), tokenizer
+
+
+def read_adapter_scope(path: str | Path) -> str:
+    """The adapter scope a saved policy recorded in ``rrr_policy.json`` (``all`` without one).
+
+    Raises:
+        ValueError: The file names an unknown scope.
+    """
+    from agents.backends import ADAPTER_SCOPES
+
+    file = Path(path) / POLICY_FILE
+    if not file.is_file():
+        return "all"
+    scope = json.loads(file.read_text()).get("adapter_scope", "all")
+    if scope not in ADAPTER_SCOPES:
+        raise ValueError(f"{file}: adapter_scope must be one of {ADAPTER_SCOPES}, got {scope!r}")
+    return scope
+
+
+def load_policy(
+    path: str | Path, base_model: str | None = None, dtype: str = "auto"
+) -> tuple[Any, Any, str]:
+    """A saved policy as its scope uses it: ``(model, tokenizer, adapter_scope)``.
+
+    Under scope ``reflection`` the LoRA adapter stays a separate, unmerged PEFT adapter on its
+    base model (``base_model``, default the adapter's ``base_model_name_or_path``), so that a
+    :class:`agents.backends.ReflectionAdapterBackend` can switch it off for attempts and
+    retries. Any other policy loads as before (a LoRA snapshot merged, see
+    :func:`load_snapshot`, or whatever ``--model`` accepts).
+    """
+    from agents.models import load_model_and_tokenizer
+
+    name, path = str(path), Path(path)
+    scope = read_adapter_scope(path)
+    adapter = path / "adapter_config.json"
+    if scope == "all" or not adapter.exists():
+        if scope == "reflection":
+            raise ValueError(f"{path} records adapter_scope 'reflection' but holds no adapter")
+        if base_model is not None and adapter.exists():
+            model, tokenizer = load_snapshot(path, base_model, dtype)
+        else:
+            model, tokenizer = load_model_and_tokenizer(name, dtype=dtype)
+        return model, tokenizer, scope
+    from peft import PeftModel
+
+    base = base_model or json.loads(adapter.read_text())["base_model_name_or_path"]
+    model, tokenizer = load_model_and_tokenizer(base, dtype=dtype)
+    return PeftModel.from_pretrained(model, str(path)).eval(), tokenizer, scope
