@@ -50,6 +50,7 @@ from transformers import TrainerCallback
 from trl import GRPOConfig
 
 import rrr_env
+from agents.backends import ADAPTER_SCOPES
 from agents.reflection_rollout import (
     EPISODE_OPTIONS,
     EpisodeReplayer,
@@ -64,7 +65,7 @@ from agents.reflection_rollout import (
     with_sampling,
     without_adapter,
 )
-from agents.snapshots import SnapshotSchedule, check_marks
+from agents.snapshots import POLICY_FILE, SnapshotSchedule, check_marks
 from rrr_env.tasks.base import Message
 
 logger = logging.getLogger(__name__)
@@ -72,11 +73,6 @@ gym.register_envs(rrr_env)
 
 #: Which completion tokens carry the GRPO loss.
 CREDIT_MODES = ("reflection", "reflection+retry")
-#: Which phases the trained adapter generates: all (the paper's shared weights) or only the
-#: reflection (attempts and retries come from the frozen base model).
-ADAPTER_SCOPES = ("all", "reflection")
-#: Written next to a saved policy: how to use it (``{"adapter_scope": ...}``).
-POLICY_FILE = "rrr_policy.json"
 
 
 # -- configuration ---------------------------------------------------------------------------
