@@ -237,6 +237,20 @@ class VLLMBackend:
         return generations
 
 
+def asks_reflection(conversation: Sequence[Message], reflection_request: str) -> bool:
+    """Whether ``conversation`` ends with the task's reflection request (a user turn).
+
+    >>> asks_reflection([{"role": "user", "content": "Reflect."}], "Reflect.")
+    True
+    """
+    last = conversation[-1] if conversation else None
+    return (
+        last is not None
+        and last.get("role") == "user"
+        and last.get("content") == reflection_request
+    )
+
+
 #: Adapter scopes of a saved policy (``rrr_policy.json``): ``all`` answers and reflects with the
 #: adapter (the paper's shared weights); ``reflection`` reflects with it and answers without.
 ADAPTER_SCOPES = ("all", "reflection")
@@ -270,14 +284,6 @@ class ReflectionAdapterBackend:
         self.inner = inner
         self.reflection_request = reflection_request
 
-    def _asks_reflection(self, conversation: Sequence[Message]) -> bool:
-        last = conversation[-1] if conversation else None
-        return (
-            last is not None
-            and last.get("role") == "user"
-            and last.get("content") == self.reflection_request
-        )
-
     def generate(
         self,
         conversations: Sequence[list[Message]],
@@ -287,7 +293,7 @@ class ReflectionAdapterBackend:
         """One response per conversation, in order; only reflections use the adapter."""
         tools = list(tools) if tools is not None else [None] * len(conversations)
         out: list[Generation | None] = [None] * len(conversations)
-        reflect = [self._asks_reflection(c) for c in conversations]
+        reflect = [asks_reflection(c, self.reflection_request) for c in conversations]
         for adapted in (True, False):
             members = [k for k, r in enumerate(reflect) if r == adapted]
             if not members:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agents.backends import asks_reflection
 from agents.rollout import Backend, Generation, SamplingParams, Tools
 from rrr_env.tasks.base import Message
 
@@ -46,14 +47,6 @@ class FixedReflectionBackend:
         self.reflection_request = reflection_request
         self.text = text
 
-    def _asks_reflection(self, conversation: Sequence[Message]) -> bool:
-        last = conversation[-1] if conversation else None
-        return (
-            last is not None
-            and last.get("role") == "user"
-            and last.get("content") == self.reflection_request
-        )
-
     def generate(
         self,
         conversations: Sequence[list[Message]],
@@ -62,7 +55,11 @@ class FixedReflectionBackend:
     ) -> list[Generation]:
         """One response per conversation, in order: fixed for reflection requests."""
         tools = list(tools) if tools is not None else [None] * len(conversations)
-        passed = [k for k, c in enumerate(conversations) if not self._asks_reflection(c)]
+        passed = [
+            k
+            for k, c in enumerate(conversations)
+            if not asks_reflection(c, self.reflection_request)
+        ]
         generated = (
             self.inner.generate(
                 [conversations[k] for k in passed], params, [tools[k] for k in passed]
