@@ -33,24 +33,29 @@ GRPO gives it no advantage, and an AdamW step on it would still move the weights
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
 from transformers import TrainerCallback
-from trl import GRPOConfig
 
 import rrr_env
 from agents.backends import ADAPTER_SCOPES
+from agents.grpo_reflect_config import (
+    CPU_RECIPE_LEARNING_RATE,
+    CREDIT_MODES,
+    PAPER_LEARNING_RATE,
+    GRPOReflectConfig,
+    apply_cpu_recipe,
+    check_launch,
+)
 from agents.reflection_rollout import (
     EPISODE_OPTIONS,
     EpisodeReplayer,
@@ -65,541 +70,14 @@ from agents.reflection_rollout import (
     with_sampling,
     without_adapter,
 )
-from agents.snapshots import POLICY_FILE, SnapshotSchedule, check_marks
+from agents.snapshots import POLICY_FILE, SnapshotSchedule
 from rrr_env.tasks.base import Message
 
 logger = logging.getLogger(__name__)
 gym.register_envs(rrr_env)
 
-#: Which completion tokens carry the GRPO loss.
-CREDIT_MODES = ("reflection", "reflection+retry")
-
-
-# -- configuration ---------------------------------------------------------------------------
-
-
-def _default_bf16() -> bool:
-    """bf16 autocast where it is fast: CUDA GPUs that support it, CPUs with AMX or AVX-512 BF16."""
-    from agents.models import resolve_dtype
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return resolve_dtype("auto", "cpu") == torch.bfloat16
-
-
-def check_launch() -> None:
-    """Refuse a plain ``python`` launch on a machine with several visible GPUs.
-
-    transformers would wrap the model in ``nn.DataParallel``, which TRL refuses only once
-    training starts, after collection and the first evaluation have run.
-
-    Raises:
-        ValueError: Several CUDA devices are visible and no launcher started this process.
-    """
-    launched = any(name in os.environ for name in ("WORLD_SIZE", "LOCAL_RANK", "RANK"))
-    if launched or not torch.cuda.is_available():
-        return
-    count = torch.cuda.device_count()
-    if count > 1:
-        raise ValueError(
-            f"{count} GPUs are visible but this is a single-process launch (TRL refuses "
-            "nn.DataParallel); use `accelerate launch --config_file "
-            "agents/configs/accelerate_multi_gpu.yaml -m agents.grpo_reflect ...` for all of "
-            "them, or CUDA_VISIBLE_DEVICES=0 for one"
-        )
-
-
-PAPER_LEARNING_RATE = 5e-7
-"""The paper's learning rate (a full fine-tune)."""
-CPU_RECIPE_LEARNING_RATE = 1e-4
-"""The CPU recipe's learning rate (a LoRA adapter, r 16 / alpha 32)."""
-
-
-def apply_cpu_recipe(args: GRPOReflectConfig, model_args: Any) -> Any:
-    """TRL's ``ModelConfig`` with LoRA on where ``args.cpu_recipe`` asks for it.
-
-    LoRA options the user gave (``--use_peft`` with its ``--lora_*`` flags) are kept; the
-    recipe only turns LoRA on, with TRL's default rank and alpha.
-    """
-    if args.cpu_recipe and not model_args.use_peft:
-        model_args = dataclasses.replace(model_args, use_peft=True)
-    return model_args
-
-
-@dataclass
-class GRPOReflectConfig(GRPOConfig):
-    r"""Configuration of :func:`train` (``python -m agents.grpo_reflect``).
-
-    Everything in TRL's ``GRPOConfig`` applies; the defaults below differ from it.
-
-    Parameters:
-        > Paper defaults (Bensal et al., 2025), different from ``GRPOConfig``
-
-        learning_rate (`float` or `None`, defaults to `None`): AdamW learning rate; ``None``
-            is the paper's 5e-7 for a full fine-tune, or 1e-4 under the CPU recipe (LoRA).
-        beta (`float`, defaults to `0.001`): KL coefficient.
-        lr_scheduler_type (`str`, defaults to `"cosine"`): Learning-rate schedule.
-        warmup_steps (`float`, defaults to `0.03`): Warmup; a float in [0, 1) is a ratio of the
-            total steps (transformers 5 folded ``warmup_ratio`` into ``warmup_steps``).
-
-        > CPU-demo defaults, different from ``GRPOConfig`` (GPU runs set their own, see
-        > ``agents/configs/grpo_reflect_h100.yaml``)
-
-        max_completion_length (`int`, defaults to `64`): Token limit of a reflection.
-        num_generations (`int`, defaults to `4`): GRPO group size (TRL's default: 8).
-        logging_steps (`int`, defaults to `1`): RRR steps are long; log every one.
-        max_steps (`int`, defaults to `2`): Sized for the CPU demo; the paper trains up to 1,750.
-        per_device_train_batch_size (`int`, defaults to `2`) and gradient_accumulation_steps
-            (`int`, defaults to `2`): one generation batch of 4 sequences (one group), trained
-            in passes of 2 to bound activation memory on CPUs without gradient checkpointing.
-            These, the token limits and ``eval_n`` are sized so that the no-argument run takes
-            at most 6 minutes on 2 CPU cores (``benchmarks/bench_main_job.py``).
-        output_dir (`str`, defaults to `"runs/grpo_reflect"`): Checkpoints, failures, results.
-
-        > Per-device defaults, different from ``GRPOConfig``
-
-        cpu_recipe (`bool` or `None`, defaults to `None`): ``None`` turns it on where no CUDA
-            GPU is visible. It trains a LoRA adapter (TRL's ``--use_peft`` with its default r 16
-            / alpha 32, unless ``--use_peft`` options are given) at learning rate 1e-4, instead
-            of the paper's full fine-tune at 5e-7: on a CPU it needs no optimizer state for the
-            base weights and no copy of the reference model (TRL scores the reference with the
-            adapter off), so the no-argument run fits in 8 GB. ``--cpu_recipe false`` keeps the
-            paper's method on any device.
-
-        bf16 (`bool` or `None`, defaults to `None`): ``None`` picks bf16 mixed precision (fp32
-            weights, bf16 autocast) on CUDA GPUs that support it and on CPUs with AMX or
-            AVX-512 BF16, fp32 elsewhere. TRL's default (always ``True``) fails on CPUs; bf16 on
-            a CPU implies ``use_cpu``.
-        gradient_checkpointing (`bool` or `None`, defaults to `None`): ``None`` turns it on for
-            GPUs and off on CPUs, where it costs compute (TRL quotes ~20%) and the default
-            passes of 2 sequences bound activation memory instead.
-
-        > The environment
-
-        env_id (`str`): Environment id, e.g. ``rrr/Countdown-v0`` or ``rrr/BFCL-v0`` (not
-            ``env``: TRL's YAML configs reserve that key for environment variables).
-        env_kwargs (`str`): More env options as a JSON object (task options such as
-            ``num_count`` or ``category``); episode options are set by the trainer.
-        train_split (`str` or `None`): Split of the failures; ``None`` for every item.
-        retry_max_tokens (`int`): Token limit of a retry.
-        retry_temperature (`float` or `None`): Sampling temperature of the retry; ``None``
-            samples it like the reflection (TRL's ``temperature``), ``0`` decodes it greedily,
-            which makes the reward a function of the reflection alone. Only with
-            ``credit="reflection"``: retry tokens that carry the loss are sampled as TRL scores.
-        retry_top_p (`float` or `None`): Nucleus mass of the retry; ``None``: TRL's ``top_p``.
-        credit (`str`): ``"reflection"`` (loss on reflection tokens only, the paper) or
-            ``"reflection+retry"`` (also on the retry's tokens; the retry prompt is masked).
-        resample_groups (`int`, defaults to `0`): DAPO's dynamic sampling: a group whose
-            retries all got the same reward (no gradient) is replaced by a group on another
-            failure, up to this many times. One process only.
-        skip_steps_without_signal (`bool` or `None`, defaults to `None`): Take no optimizer
-            step on a batch whose groups all have equal rewards (no advantage anywhere): the
-            gradients are dropped before the step, so AdamW moves no weight and no moment
-            (a zero-loss step still moves them through momentum; weight decay likewise), and
-            the learning-rate schedule does not advance. ``max_steps`` still counts such
-            batches; ``rrr/skipped_steps`` logs how many were skipped so far. The KL term's
-            pull toward the reference (``beta``) is skipped with them. ``None``: on, except
-            under DeepSpeed (whose engine steps inside ``backward``) or fp16, where it is off;
-            ``false``: TRL's behaviour (every batch steps). With ``steps_per_generation`` above
-            ``gradient_accumulation_steps``, judged per generation batch.
-        adapter_scope (`str`, defaults to `"all"`): ``"all"``: one set of weights answers,
-            reflects and retries (the paper). ``"reflection"``: the LoRA adapter is on only
-            for the reflection; retries are sampled with it disabled (the frozen base model),
-            and the failures were collected by the base model before training. Needs a LoRA
-            adapter (``--use_peft`` or the CPU recipe), transformers generation and
-            ``credit="reflection"``. The saved policy records its scope in
-            ``rrr_policy.json``. The before/after evaluation of ``--eval_n`` and
-            ``agents.evaluate`` then generate only reflections with the adapter.
-        sample_with_dropout (`bool`, defaults to `False`): Sample reflections and retries with
-            the model in training mode, dropout (e.g. LoRA's) active, as TRL's own generation
-            does. ``False`` switches the model to eval mode while generating (training mode is
-            restored for the loss): the samples come from the policy that evaluation runs.
-            No effect with ``--use_vllm`` (vLLM has no dropout).
-
-        > The dataset of failures
-
-        failures_path (`str` or `None`): A folder written by ``agents.collect_failures``, a
-            saved ``datasets.Dataset`` or a JSONL file of rows with ``prompt`` and ``index``.
-        collect (`bool` or `None`): Build the failures with the model first (in
-            ``<output_dir>/failures``, resumable). ``None``: collect iff no ``failures_path``.
-        collect_n (`int`): Queries to sample first attempts on when collecting.
-        samples_per_query (`int`): Most first attempts sampled per query (paper: 64).
-        failures_per_query (`int`): Failures kept per query.
-        min_successes (`int`): Keep a query's failures only if at least this many of its
-            sampled attempts were correct (0: every failed query, the paper).
-        attempt_max_tokens (`int`): Token limit of a first attempt (collection, evaluation).
-
-        > Before / after evaluation (greedy, held-out split)
-
-        eval_split (`str` or `None`): Split to evaluate on.
-        eval_n (`int`): Items to evaluate before and after training; 0 skips it.
-
-        > The model
-
-        model (`str`, defaults to `"qwen2.5-coder-0.5b"`): Bundled model name, Hugging Face id,
-            local folder or ``.gguf`` file. The default had the most learning signal per
-            CPU-second in ``benchmarks/signal_search.py``; SmolLM2-135M had none.
-        rollout_batch_size (`int` or `None`): Most sequences per ``generate`` call; ``None``
-            generates each phase of the whole batch in one call.
-        max_minutes (`float` or `None`): Wall-clock training budget, collection included;
-            checked after each optimizer step. ``None``: only ``max_steps`` stops training.
-        snapshot_minutes (`list[float]` or `None`): Training wall times (collection included)
-            at which the policy is also saved, after the first optimizer step past each, to
-            ``<output_dir>/snapshots/<m>min/``, for held-out learning curves. One process.
-
-        > Checking a launch
-
-        dry_run (`bool`, defaults to `False`): Build everything a run builds (config, env,
-            dataset of failures, model, trainer, rollout function) and stop before the first
-            generation. Collection is replaced by failures scripted from the env, and where
-            vLLM is not installed the trainer is built without its engine.
-    """
-
-    # Paper defaults.
-    learning_rate: float | None = field(
-        default=None,
-        metadata={
-            "help": "AdamW learning rate. Default: the paper's 5e-7 (full fine-tune), or 1e-4 "
-            "under --cpu_recipe (LoRA)."
-        },
-    )
-    beta: float = field(default=0.001, metadata={"help": "KL coefficient (paper: 0.001)."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."}
-    )
-    warmup_steps: float = field(
-        default=0.03,
-        metadata={
-            "help": "Linear warmup: steps, or a float in [0, 1) as a ratio of total steps "
-            "(paper: warmup ratio 0.03)."
-        },
-    )
-    max_completion_length: int | None = field(
-        default=64,
-        metadata={
-            "help": "Token limit of a reflection (the GRPO completion; CPU demo default, the "
-            "GPU configs set 512)."
-        },
-    )
-    num_generations: int | None = field(
-        default=4,
-        metadata={
-            "help": "GRPO group size: reflections sampled per failure (CPU demo default; TRL's "
-            "default and the GPU configs: 8)."
-        },
-    )
-    # Per-device defaults.
-    cpu_recipe: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Train a LoRA adapter (r 16, alpha 32) at learning rate 1e-4 instead of the "
-            "paper's full fine-tune at 5e-7. Default: on where no CUDA GPU is visible (it keeps "
-            "the no-argument CPU run under 8 GB); --cpu_recipe false keeps the paper's."
-        },
-    )
-    bf16: bool | None = field(
-        default=None,
-        metadata={
-            "help": "bf16 mixed precision. Default: on for bf16-capable CUDA GPUs and CPUs with "
-            "AMX or AVX-512 BF16, off elsewhere. On a CPU it implies --use_cpu."
-        },
-    )
-    gradient_checkpointing: bool | None = field(
-        default=None,
-        metadata={"help": "Gradient checkpointing. Default: on for GPUs, off on CPUs."},
-    )
-    per_device_train_batch_size: int = field(
-        default=2,
-        metadata={
-            "help": "Sequences per forward/backward pass. With the default 2 accumulation steps, "
-            "one generation batch is 4 sequences: one GRPO group of 4 reflections."
-        },
-    )
-    gradient_accumulation_steps: int = field(
-        default=2,
-        metadata={
-            "help": "Passes per optimizer step (TRL generates once for all of them). Small "
-            "passes bound activation memory without gradient checkpointing (a 0.5B model on "
-            "8 sequences of ~700 tokens in one pass peaks at 16 GB RSS)."
-        },
-    )
-    max_steps: int = field(
-        default=2,
-        metadata={"help": "Optimizer steps (CPU demo default; the paper trains up to 1,750)."},
-    )
-    output_dir: str | None = field(
-        default="runs/grpo_reflect", metadata={"help": "Where checkpoints and results go."}
-    )
-    logging_steps: float = field(
-        default=1, metadata={"help": "Log every N steps (RRR steps are long; default: every one)."}
-    )
-    # The environment.
-    env_id: str = field(
-        default="rrr/Countdown-v0", metadata={"help": "Environment id, e.g. rrr/BFCL-v0."}
-    )
-    env_kwargs: str = field(
-        default='{"num_count": 2, "number_range": [1, 20], "target_range": [1, 40]}',
-        metadata={
-            "help": "More env options as a JSON object, e.g. '{\"num_count\": 3}' or "
-            '\'{"category": "simple_python", "format": "lenient"}\'. Default: the easy '
-            "Countdown setting chosen by benchmarks/signal_search.py."
-        },
-    )
-    train_split: str | None = field(
-        default="train", metadata={"help": "Env split of the failures (None: every item)."}
-    )
-    retry_max_tokens: int = field(
-        default=192, metadata={"help": "Token limit of a retry (CPU demo default)."}
-    )
-    retry_temperature: float | None = field(
-        default=None,
-        metadata={
-            "help": "Sampling temperature of the retry (None: TRL's --temperature, as the "
-            "reflection; 0: greedy, so the reward depends on the reflection alone). Only with "
-            "--credit reflection."
-        },
-    )
-    retry_top_p: float | None = field(
-        default=None, metadata={"help": "Nucleus mass of the retry (None: TRL's --top_p)."}
-    )
-    resample_groups: int = field(
-        default=0,
-        metadata={
-            "help": "Dynamic sampling (DAPO): a training group whose retries all got the same "
-            "reward carries no gradient, so it is replaced by a group on another failure, up to "
-            "this many times per group (0: off, the paper). One process only."
-        },
-    )
-    skip_steps_without_signal: bool | None = field(
-        default=None,
-        metadata={
-            "help": "No optimizer step (no AdamW momentum or weight-decay move, no schedule "
-            "step) on a batch whose groups all have equal rewards; logged as "
-            "rrr/skipped_steps. Default: on, except under DeepSpeed or fp16; false: TRL's "
-            "behaviour."
-        },
-    )
-    adapter_scope: str = field(
-        default="all",
-        metadata={
-            "help": "Phases the LoRA adapter generates: 'all' (shared weights, the paper) or "
-            "'reflection' (attempts and retries from the frozen base model).",
-            "choices": list(ADAPTER_SCOPES),
-        },
-    )
-    sample_with_dropout: bool = field(
-        default=False,
-        metadata={
-            "help": "Generate reflections and retries in training mode, dropout active (TRL's "
-            "behaviour). Default: off, the model generates in eval mode."
-        },
-    )
-    credit: str = field(
-        default="reflection",
-        metadata={
-            "help": "Tokens that carry the loss: 'reflection' (the paper) or 'reflection+retry'.",
-            "choices": list(CREDIT_MODES),
-        },
-    )
-    # The dataset of failures.
-    failures_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "Dataset of failures: an agents.collect_failures output folder, a saved "
-            "datasets.Dataset, or a JSONL file."
-        },
-    )
-    collect: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Collect the failures with the model first (into <output_dir>/failures). "
-            "Default: when no --failures_path is given."
-        },
-    )
-    collect_n: int = field(default=16, metadata={"help": "Queries to collect failures on."})
-    samples_per_query: int = field(
-        default=1, metadata={"help": "Most first attempts per query when collecting (paper: 64)."}
-    )
-    failures_per_query: int = field(default=1, metadata={"help": "Failures kept per query."})
-    min_successes: int = field(
-        default=0,
-        metadata={
-            "help": "Keep a query's failures only if at least this many of its sampled first "
-            "attempts were correct (0: every failed query, the paper)."
-        },
-    )
-    attempt_max_tokens: int = field(
-        default=192,
-        metadata={
-            "help": "Token limit of a first attempt (collection, evaluation; CPU demo default)."
-        },
-    )
-    # Evaluation.
-    eval_split: str | None = field(
-        default="test", metadata={"help": "Held-out split for the before/after evaluation."}
-    )
-    eval_n: int = field(
-        default=8, metadata={"help": "Items evaluated (greedy) before and after; 0 skips."}
-    )
-    # The model.
-    model: str = field(
-        default="qwen2.5-coder-0.5b",
-        metadata={
-            "help": "Bundled model name, Hugging Face id, local folder or .gguf file. Default: "
-            "the bundled model with the most learning signal per CPU-second "
-            "(benchmarks/results/signal_search.md); SmolLM2-135M had none."
-        },
-    )
-    rollout_batch_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "Most sequences per generate call (transformers backend); default: each "
-            "phase of the whole batch in one call."
-        },
-    )
-    max_minutes: float | None = field(
-        default=None,
-        metadata={
-            "help": "Wall-clock budget of training in minutes, counted from the start of "
-            "collection; checked after every optimizer step (the step under way finishes). "
-            "The run stops at --max_steps or the budget, whichever comes first."
-        },
-    )
-    snapshot_minutes: list[float] | None = field(
-        default=None,
-        metadata={
-            "help": "Training wall times (minutes, collection included) at which the policy "
-            "is also saved, to <output_dir>/snapshots/<m>min/, for held-out learning curves."
-        },
-    )
-
-    dry_run: bool = field(
-        default=False,
-        metadata={
-            "help": "Build config, env, failures, model, trainer and rollout function, then stop "
-            "before the first generation (checks a GPU config on any machine)."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if not self.use_cpu:
-            check_launch()
-        device_has_cuda = torch.cuda.is_available()
-        if self.cpu_recipe is None:
-            self.cpu_recipe = not device_has_cuda
-        if self.learning_rate is None:
-            self.learning_rate = (
-                CPU_RECIPE_LEARNING_RATE if self.cpu_recipe else PAPER_LEARNING_RATE
-            )
-        if self.bf16 is None:
-            self.bf16 = False if self.fp16 else _default_bf16()
-        if self.bf16 and not device_has_cuda and not self.use_cpu:
-            self.use_cpu = True  # transformers refuses bf16 on a CPU unless told it is one
-        if self.gradient_checkpointing is None and self.activation_checkpointing is None:
-            # transformers' new name, so that the default warns of no deprecated option
-            self.activation_checkpointing = device_has_cuda and not self.use_cpu
-        super().__post_init__()
-
-        if self.credit not in CREDIT_MODES:
-            raise ValueError(f"--credit must be one of {CREDIT_MODES}, got {self.credit!r}")
-        if self.adapter_scope not in ADAPTER_SCOPES:
-            raise ValueError(
-                f"--adapter_scope must be one of {ADAPTER_SCOPES}, got {self.adapter_scope!r}"
-            )
-        if self.adapter_scope == "reflection" and (self.use_vllm or self.credit != "reflection"):
-            raise ValueError(
-                "--adapter_scope reflection samples the retry from the base model with "
-                "transformers generation and trains the reflection alone; drop --use_vllm and "
-                "use --credit reflection"
-            )
-        if self.retry_temperature is not None and not self.retry_temperature >= 0:
-            raise ValueError(f"--retry_temperature must be >= 0, got {self.retry_temperature}")
-        if self.retry_top_p is not None and not 0 < self.retry_top_p <= 1:
-            raise ValueError(f"--retry_top_p must be in (0, 1], got {self.retry_top_p}")
-        own_temperature = self.retry_temperature not in (None, self.temperature)
-        retry_own_sampling = own_temperature or self.retry_top_p not in (None, self.top_p)
-        if self.credit != "reflection" and retry_own_sampling:
-            raise ValueError(
-                "--retry_temperature / --retry_top_p differ from --temperature / --top_p, but "
-                f"--credit {self.credit} trains the retry's tokens, which TRL scores at "
-                "--temperature; use --credit reflection or drop the retry options"
-            )
-        options = self.env_options()  # raises on bad JSON
-        if self.credit != "reflection" and options.get("retry_context") == "reflection":
-            raise ValueError(
-                f"--credit {self.credit} trains reflection and retry as one sequence, but "
-                "retry_context='reflection' starts the retry in a fresh conversation; use "
-                "--credit reflection"
-            )
-        reserved = sorted(set(json.loads(self.env_kwargs)) & {*EPISODE_OPTIONS, "split"})
-        if reserved:
-            raise ValueError(
-                f"--env_kwargs sets {reserved}, which the trainer controls: episodes are always "
-                "an attempt, a reflection and one retry; choose splits with --train_split and "
-                "--eval_split"
-            )
-        if self.collect is None:
-            self.collect = self.failures_path is None
-        if self.collect and self.failures_path is not None:
-            raise ValueError(
-                "--collect builds the failures in <output_dir>/failures, but --failures_path was "
-                "also given; pass only one of them"
-            )
-        if not self.collect and self.failures_path is None:
-            raise ValueError("no training data: pass --failures_path DIR or --collect")
-        if self.retry_max_tokens < 1 or self.attempt_max_tokens < 1:
-            raise ValueError("--retry_max_tokens and --attempt_max_tokens must be >= 1")
-        if self.eval_n < 0 or self.collect_n < 1:
-            raise ValueError("--eval_n must be >= 0 and --collect_n >= 1")
-        if not 1 <= self.failures_per_query <= self.samples_per_query:
-            raise ValueError("need 1 <= --failures_per_query <= --samples_per_query")
-        if not 0 <= self.min_successes < self.samples_per_query:
-            raise ValueError("need 0 <= --min_successes < --samples_per_query")
-        if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
-            raise ValueError("--rollout_batch_size must be >= 1 or None")
-        if self.resample_groups < 0:
-            raise ValueError(f"--resample_groups must be >= 0, got {self.resample_groups}")
-        if self.resample_groups and self.world_size > 1:
-            # Each process would draw a different number of groups, and the generation of every
-            # draw is a collective under ZeRO-3 and vLLM colocate: the processes would hang.
-            raise ValueError(
-                "--resample_groups needs a single process (each rank would generate a different "
-                f"number of groups), but {self.world_size} were launched; use "
-                "--resample_groups 0"
-            )
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"--max_minutes must be > 0, got {self.max_minutes}")
-        check_marks(self.snapshot_minutes, "--snapshot_minutes")
-        if self.snapshot_minutes and self.world_size > 1:
-            raise ValueError(
-                f"--snapshot_minutes saves from one process, but {self.world_size} were "
-                "launched; use --save_steps for multi-process checkpoints"
-            )
-        if self.use_transformers_continuous_batching:
-            raise ValueError(
-                "--use_transformers_continuous_batching is not supported by the RRR rollout; "
-                "use the default transformers generation or --use_vllm"
-            )
-        if self.eval_strategy != "no":
-            raise ValueError(
-                "TRL's periodic evaluation needs an eval dataset of failures, which this trainer "
-                "does not build; keep --eval_strategy no and use --eval_n (before/after accuracy)"
-            )
-
-    def env_options(self, *, held_out: bool = False) -> dict[str, Any]:
-        """Keyword arguments of ``gym.make``: the train split, or the eval split if ``held_out``.
-
-        Raises:
-            ValueError: ``env_kwargs`` is not a JSON object.
-        """
-        from agents.cli import json_object
-
-        extra = json_object(self.env_kwargs, "--env_kwargs")
-        split = self.eval_split if held_out else self.train_split
-        options = {**extra, **EPISODE_OPTIONS}
-        if split is not None:
-            options["split"] = split
-        return options
+# The configuration lives in agents/grpo_reflect_config.py (as TRL's grpo_config.py);
+# its public names are re-exported here.
 
 
 class ReflectRetryRollout:
@@ -1034,8 +512,6 @@ def build_trainer(
     ``generator_factory`` replaces the trainer's own generation, ``retry_generator`` the
     retry's alone (see :class:`ReflectRetryRollout`).
     """
-    import os
-
     from trl import GRPOTrainer
 
     per_batch = args.generation_batch_size // args.num_generations
@@ -1614,7 +1090,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 __all__ = [
     "ADAPTER_SCOPES",
+    "CPU_RECIPE_LEARNING_RATE",
     "CREDIT_MODES",
+    "EPISODE_OPTIONS",
+    "PAPER_LEARNING_RATE",
     "POLICY_FILE",
     "GRPOReflectConfig",
     "ReflectRetryRollout",
