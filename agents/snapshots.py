@@ -5,6 +5,10 @@ without LoRA) the first time its training wall time passes each mark, into
 ``<run>/snapshots/<minutes>min/`` with a ``snapshot.json`` that records the exact training
 seconds and the iteration or step. ``benchmarks.rrr_vs_rise`` evaluates them afterwards, so
 a curve's points come from the same greedy held-out protocol as its end point.
+
+A snapshot of a run with an adapter scope (``agents.grpo_reflect --adapter_scope``) records it
+in ``rrr_policy.json``, as the run's final policy does, so that :func:`load_policy` loads it as
+the run used it (a reflection-only adapter unmerged); a folder without that file is ``all``.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ __all__ = [
     "load_snapshot",
     "read_adapter_scope",
     "save_snapshot",
+    "write_adapter_scope",
 ]
 
 #: Folder of a run's snapshots.
 SNAPSHOTS = "snapshots"
-#: Written next to a saved policy by ``agents.grpo_reflect``: ``{"adapter_scope": ...}``.
+#: Written next to a saved policy (and its snapshots) by ``agents.grpo_reflect``:
+#: ``{"adapter_scope": ...}``.
 POLICY_FILE = "rrr_policy.json"
 #: What a snapshot records besides the weights: ``minutes`` (its mark), ``train_seconds``.
 INFO_FILE = "snapshot.json"
@@ -71,33 +77,71 @@ class SnapshotSchedule:
         self.taken = len(due_marks(self.marks, spent, 0))
 
     def after(
-        self, spent: float, final: bool, policy: Any, tokenizer: Any, **position: Any
+        self,
+        spent: float,
+        final: bool,
+        policy: Any,
+        tokenizer: Any,
+        *,
+        adapter_scope: str | None = None,
+        **position: Any,
     ) -> Path | None:
         """Save a snapshot if ``spent`` seconds passed a mark not yet taken; return its folder.
 
         ``final``: the policy is the run's end point, saved anyway, so no snapshot is taken.
-        ``position`` (``iteration=`` or ``step=``) goes to ``snapshot.json``.
+        ``adapter_scope``: the run's, recorded in ``rrr_policy.json`` (``None``: no file, as
+        a run without scopes, e.g. RISE-AWR). ``position`` (``iteration=`` or ``step=``) goes
+        to ``snapshot.json``.
         """
         due = due_marks(self.marks, spent, self.taken)
         if not due or final:
             return None
         self.taken += len(due)
         info = {"train_seconds": spent, **position}
-        return save_snapshot(self.run_dir, due[-1], policy, tokenizer, info)
+        return save_snapshot(self.run_dir, due[-1], policy, tokenizer, info, adapter_scope)
+
+
+def write_adapter_scope(path: str | Path, adapter_scope: str) -> None:
+    """Record ``adapter_scope`` in ``<path>/rrr_policy.json`` (read by :func:`read_adapter_scope`).
+
+    Raises:
+        ValueError: An unknown scope.
+    """
+    from agents.backends import ADAPTER_SCOPES
+
+    if adapter_scope not in ADAPTER_SCOPES:
+        raise ValueError(f"adapter_scope must be one of {ADAPTER_SCOPES}, got {adapter_scope!r}")
+    (Path(path) / POLICY_FILE).write_text(json.dumps({"adapter_scope": adapter_scope}) + "\n")
 
 
 def save_snapshot(
-    run_dir: Path, minutes: float, policy: Any, tokenizer: Any, info: dict[str, Any]
+    run_dir: Path,
+    minutes: float,
+    policy: Any,
+    tokenizer: Any,
+    info: dict[str, Any],
+    adapter_scope: str | None = None,
 ) -> Path:
     """Save ``policy`` and ``tokenizer`` as the snapshot of mark ``minutes``; return its folder.
 
     ``info`` (at least ``train_seconds``) goes to ``snapshot.json``, written last, so a folder
-    without it is an interrupted save and :func:`list_snapshots` ignores it.
+    without it is an interrupted save and :func:`list_snapshots` ignores it. ``adapter_scope``
+    (if given) goes to ``rrr_policy.json``, so that :func:`load_policy` loads the snapshot as
+    its run used the adapter.
+
+    Raises:
+        ValueError: An unknown ``adapter_scope`` (checked before anything is written).
     """
+    from agents.backends import ADAPTER_SCOPES
+
+    if adapter_scope is not None and adapter_scope not in ADAPTER_SCOPES:
+        raise ValueError(f"adapter_scope must be one of {ADAPTER_SCOPES}, got {adapter_scope!r}")
     path = Path(run_dir) / SNAPSHOTS / f"{minutes:g}min"
     shutil.rmtree(path, ignore_errors=True)
     policy.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    if adapter_scope is not None:
+        write_adapter_scope(path, adapter_scope)
     (path / INFO_FILE).write_text(json.dumps({"minutes": minutes, **info}, indent=2))
     return path
 

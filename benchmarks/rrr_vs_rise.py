@@ -10,6 +10,12 @@ same wall-clock budget (collection included, evaluation excluded), with the same
 and learning rate and a constant learning rate. Every arm is then evaluated greedily on the
 same first ``--eval-n`` items of the held-out split, through one model path (LoRA merged, the
 weights cast to bf16 or fp32 as ``--eval-dtype`` says), so that differences are the method's.
+With ``--rrr-adapter-scope reflection`` RRR-GRPO's LoRA adapter is used only for reflections
+(``agents.grpo_reflect --adapter_scope reflection``): its policy and snapshots are loaded as
+they record it (``rrr_policy.json``, :func:`agents.snapshots.load_policy`), the adapter kept
+unmerged, cast to ``--eval-dtype``, and switched off for attempts and retries
+(:func:`agents.backends.scoped_backend`), which therefore come from the base model. Rows of the
+``rrr`` arm record ``rrr_adapter_scope``; a run refuses to add RRR rows of another scope.
 Rows record ``eval_dtype``, and a run refuses to add rows to a ``results.jsonl`` evaluated in
 another dtype (greedy text differs between them). Training runs under bf16 autocast where the
 device multiplies bf16 in hardware (CUDA GPUs that support it, CPUs with AMX or AVX-512 BF16)
@@ -74,6 +80,7 @@ import gymnasium as gym
 import torch
 
 import rrr_env
+from agents.backends import ADAPTER_SCOPES
 from agents.cli import check_env, check_model, json_object, one_line_errors, preflight
 from agents.controls import FixedReflectionBackend
 from agents.evaluate import append_lines, evaluate
@@ -170,6 +177,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="keep failures of queries solved at least this often (0: every failed query)",
     )
     parser.add_argument("--rrr-num-generations", type=int, default=8, help="GRPO group size")
+    parser.add_argument(
+        "--rrr-adapter-scope",
+        default="all",
+        choices=ADAPTER_SCOPES,
+        help="where RRR-GRPO's LoRA adapter is used, in training and evaluation: 'all' (the "
+        "paper's shared weights) or 'reflection' (reflections only; attempts and retries "
+        "come from the base model)",
+    )
     parser.add_argument(
         "--rrr-groups-per-step",
         type=int,
@@ -300,19 +315,35 @@ def check_resume(args: argparse.Namespace) -> None:
     Greedy text differs between bf16 and fp32 weights, so one report must not mix them.
     Rows written before ``eval_dtype`` was recorded were evaluated in bf16 (the default).
 
+    Likewise, RRR rows of one report share their adapter scope (rows written before
+    ``rrr_adapter_scope`` was recorded used ``all``, the only scope there was).
+
     Raises:
-        ValueError: ``results.jsonl`` in ``--out-dir`` holds rows of another ``--eval-dtype``.
+        ValueError: ``results.jsonl`` in ``--out-dir`` holds rows of another ``--eval-dtype``,
+            or (when this run trains ``rrr``) RRR rows of another ``--rrr-adapter-scope``.
     """
-    stored = {r.get("eval_dtype", "bfloat16") for r in read_rows(args.out_dir / "results.jsonl")}
+    rows = read_rows(args.out_dir / "results.jsonl")
+    stored = {r.get("eval_dtype", "bfloat16") for r in rows}
     if stored - {args.eval_dtype}:
         raise ValueError(
             f"{args.out_dir / 'results.jsonl'} holds rows evaluated in {', '.join(sorted(stored))}"
             f"; rerun with --eval-dtype {min(stored)} or choose another --out-dir"
         )
+    scopes = {r.get("rrr_adapter_scope", "all") for r in rows if r.get("arm") == "rrr"}
+    if "rrr" in args.arms and scopes - {args.rrr_adapter_scope}:
+        raise ValueError(
+            f"{args.out_dir / 'results.jsonl'} holds RRR rows trained with adapter scope "
+            f"{', '.join(sorted(scopes))}; rerun with --rrr-adapter-scope {min(scopes)} or "
+            "choose another --out-dir"
+        )
 
 
 def setting_name(args: argparse.Namespace) -> str:
-    """``--name``, or ``<env>__<model>``, plus ``-easy`` for the default easy Countdown setting."""
+    """``--name``, or ``<env>__<model>``, plus ``-easy`` for the default easy Countdown setting.
+
+    A reflection-only RRR adapter adds ``__rrr-reflection``: its results (and training runs)
+    go apart from those of the shared-weights default.
+    """
     if args.name:
         return args.name
     env = args.env.removeprefix("rrr/").removesuffix("-v0").lower()
@@ -320,7 +351,8 @@ def setting_name(args: argparse.Namespace) -> str:
         env += "-n2-easy"
     elif json.loads(args.env_kwargs):
         env += "-custom"
-    return f"{env}__{Path(args.model).name}"
+    scope = "" if args.rrr_adapter_scope == "all" else f"__rrr-{args.rrr_adapter_scope}"
+    return f"{env}__{Path(args.model).name}{scope}"
 
 
 # -- evaluation ----------------------------------------------------------------------------
@@ -381,10 +413,20 @@ def arm_scores(arm: str, episodes: Sequence[Episode]) -> dict[str, Any]:
 
 
 def run_eval(
-    arm: str, model: Any, tokenizer: Any, args: argparse.Namespace, path: Path, seed: int
+    arm: str,
+    model: Any,
+    tokenizer: Any,
+    args: argparse.Namespace,
+    path: Path,
+    seed: int,
+    adapter_scope: str = "all",
 ) -> dict[str, Any]:
-    """Evaluate ``model`` under ``arm``'s protocol; episodes go to (and resume from) ``path``."""
-    from agents.backends import TransformersBackend
+    """Evaluate ``model`` under ``arm``'s protocol; episodes go to (and resume from) ``path``.
+
+    ``adapter_scope`` ``reflection``: ``model`` is an unmerged PEFT model whose adapter is on
+    only while generating reflections (:func:`agents.backends.scoped_backend`).
+    """
+    from agents.backends import TransformersBackend, scoped_backend
 
     spec = protocol(arm)
     options = {"split": args.eval_split, **json.loads(args.env_kwargs), **spec["env"]}
@@ -401,6 +443,7 @@ def run_eval(
         retry=answer,
     )
     backend: Any = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=seed)
+    backend = scoped_backend(backend, adapter_scope, env.unwrapped.task.reflection_request)
     if arm == "fixed_reflection":
         backend = FixedReflectionBackend(backend, env.unwrapped.task.reflection_request)
     started = time.perf_counter()
@@ -422,15 +465,13 @@ def held_out_curve(
     arm: str, seed: int, run_dir: Path, args: argparse.Namespace, episodes_dir: Path
 ) -> list[dict[str, Any]]:
     """Scores of each policy snapshot in ``run_dir``, in order of training time."""
-    from agents.snapshots import list_snapshots, load_snapshot
+    from agents.snapshots import list_snapshots
 
     points = []
     for path, info in list_snapshots(run_dir):
-        policy, tokenizer = load_snapshot(path, args.model)
-        model = eval_model(policy, args)
-        del policy
+        model, tokenizer, scope = load_eval_policy(arm, path, args)
         episodes = episodes_dir / f"{arm}__seed{seed}__{info['minutes']:g}min.jsonl"
-        scores = run_eval(arm, model, tokenizer, args, episodes, seed)
+        scores = run_eval(arm, model, tokenizer, args, episodes, seed, scope)
         del model
         gc.collect()
         position = {k: info[k] for k in ("iteration", "step") if k in info}
@@ -443,6 +484,35 @@ def eval_model(policy: Any, args: argparse.Namespace) -> Any:
     from agents.models import generation_model
 
     return generation_model(policy, getattr(torch, args.eval_dtype))
+
+
+def load_eval_policy(arm: str, path: Path, args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """A trained arm's saved policy (snapshot or end point) as it is evaluated.
+
+    Loaded as its ``rrr_policy.json`` says (:func:`agents.snapshots.load_policy`) and cast to
+    ``--eval-dtype``: under scope ``reflection`` the LoRA adapter stays unmerged, to be
+    switched off for attempts and retries; otherwise merged, as :func:`eval_model` does.
+
+    Returns:
+        ``(model, tokenizer, adapter_scope)``.
+
+    Raises:
+        ValueError: The recorded scope is not the one the arm trained with (``rrr``:
+            ``--rrr-adapter-scope``; ``rise``: ``all``), checked before any weights load.
+    """
+    from agents.snapshots import load_policy, read_adapter_scope
+
+    expected = args.rrr_adapter_scope if arm == "rrr" else "all"
+    recorded = read_adapter_scope(path)
+    if recorded != expected:
+        raise ValueError(
+            f"{path} records adapter scope {recorded!r} but the {arm} arm trained with "
+            f"{expected!r}; a policy evaluated with another scope would measure another model"
+        )
+    # Loaded in fp32 and then cast, as eval_model casts a trainer's policy: under ``all`` a
+    # merged model, under ``reflection`` the PEFT model with its adapter weights cast too.
+    policy, tokenizer, scope = load_policy(path, args.model, dtype="float32")
+    return policy.to(getattr(torch, args.eval_dtype)).eval(), tokenizer, scope
 
 
 # -- training ------------------------------------------------------------------------------
@@ -487,6 +557,7 @@ def rrr_config(args: argparse.Namespace, seed: int) -> Any:
         report_to="none",
         save_strategy="no",
         rollout_batch_size=args.batch_size,
+        adapter_scope=args.rrr_adapter_scope,
         # The config's own default (the paper's) unless --rrr-beta is given.
         **({} if args.rrr_beta is None else {"beta": args.rrr_beta}),
     )
@@ -989,6 +1060,15 @@ def answer_form_lines(evidence: Evidence) -> list[str]:
     ]
 
 
+def rrr_scope(rows: Sequence[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The adapter scope of the RRR rows, else the run's ``--rrr-adapter-scope``.
+
+    Rows from before ``rrr_adapter_scope`` was recorded used ``all``.
+    """
+    scopes = {r.get("rrr_adapter_scope", "all") for r in rows if r["arm"] == "rrr"}
+    return ", ".join(sorted(scopes)) if scopes else args.rrr_adapter_scope
+
+
 def render(
     rows: list[dict[str, Any]],
     args: argparse.Namespace,
@@ -1024,7 +1104,14 @@ def render(
         f"{args.eval_n} distinct problems of the `{args.eval_split}` split, "
         f"{args.attempt_max_tokens} tokens "
         f"per answer, {args.reflection_max_tokens} per reflection, every model merged and cast "
-        f"to {args.eval_dtype}."
+        f"to {args.eval_dtype}"
+        + (
+            ", except RRR-GRPO's LoRA adapter, trained and used for reflections only "
+            "(`--rrr-adapter-scope reflection`): kept unmerged and switched off for its "
+            "attempts and retries, which come from the base model."
+            if rrr_scope(rows, args) == "reflection"
+            else "."
+        )
         + (
             " A retry after a reflection sees the task and the reflection, not the failed "
             "attempt (`--retry-context reflection`), in RRR's training and evaluation."
@@ -1254,10 +1341,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 path.unlink(missing_ok=True)
             trained = trainer(args, seed)
             policy, tokenizer = trained.pop("policy"), trained.pop("tokenizer")
-            model = eval_model(policy, args)
-            del policy
+            scope = "all"
+            if arm == "rrr":
+                # The saved policy, as its rrr_policy.json says (an adapter for reflections
+                # only stays unmerged); the same weights as the trainer's.
+                del policy
+                gc.collect()
+                model, tokenizer, scope = load_eval_policy(arm, Path(trained["run_dir"]), args)
+                trained["rrr_adapter_scope"] = scope
+            else:
+                model = eval_model(policy, args)
+                del policy
             gc.collect()  # the trainer's reference cycles hold gigabytes until collected
-            scores = run_eval(arm, model, tokenizer, args, episodes(arm, seed), seed)
+            scores = run_eval(arm, model, tokenizer, args, episodes(arm, seed), seed, scope)
             del model
             gc.collect()
             curve = held_out_curve(arm, seed, Path(trained["run_dir"]), args, out / "episodes")

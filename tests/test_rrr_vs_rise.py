@@ -129,6 +129,7 @@ def test_sign_test_by_hand():
         (["--curve-points", "-1"], "--curve-points must be an integer >= 0"),
         (["--rrr-groups-per-step", "0"], "--rrr-groups-per-step must be an integer >= 1"),
         (["--rrr-beta", "-0.1"], "--rrr-beta must be >= 0"),
+        (["--rrr-adapter-scope", "retry"], "invalid choice"),
     ],
 )
 def test_bad_command_lines_fail_clearly(argv, message, capsys):

@@ -12,12 +12,15 @@ from transformers import TrainerControl, TrainerState
 from agents.grpo_reflect import GRPOReflectConfig, TimeSnapshots
 from agents.snapshots import (
     INFO_FILE,
+    POLICY_FILE,
     SNAPSHOTS,
     SnapshotSchedule,
     check_marks,
     due_marks,
     list_snapshots,
+    load_policy,
     load_snapshot,
+    read_adapter_scope,
     save_snapshot,
 )
 
@@ -104,3 +107,65 @@ def test_grpo_callback_saves_once_per_mark_and_not_at_the_last_step(tmp_path, lo
     control.should_training_stop = True
     callback.on_step_end(None, state, control, model=policy)
     assert [p.name for p, _ in list_snapshots(tmp_path)] == ["15min"], "the end point is saved"
+
+
+class Saved:
+    """Stands in for a model or tokenizer where the weights are not the point."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def save_pretrained(self, path):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / self.name).write_text("{}")
+
+
+@pytest.mark.parametrize("scope", ["reflection", "all"])
+def test_a_snapshot_records_its_runs_adapter_scope(tmp_path, scope):
+    model, tokenizer = Saved("model.json"), Saved("tokenizer.json")
+    path = save_snapshot(tmp_path, 15.0, model, tokenizer, {"train_seconds": 900.0}, scope)
+    assert read_adapter_scope(path) == scope
+    schedule = SnapshotSchedule([15, 30], tmp_path / "run")
+    path = schedule.after(60 * 16, False, model, tokenizer, adapter_scope=scope, iteration=2)
+    assert read_adapter_scope(path) == scope
+    assert "adapter_scope" not in json.loads((path / INFO_FILE).read_text()), "not a position"
+
+
+def test_a_snapshot_without_a_scope_reads_as_shared_weights(tmp_path):
+    """Snapshots saved before they recorded a scope (and RISE-AWR's) have no policy file."""
+    path = save_snapshot(tmp_path, 15.0, Saved("m"), Saved("t"), {"train_seconds": 900.0})
+    assert not (path / POLICY_FILE).exists()
+    assert read_adapter_scope(path) == "all"
+
+
+def test_an_unknown_scope_is_refused_before_anything_is_saved(tmp_path):
+    with pytest.raises(ValueError, match="adapter_scope must be one of"):
+        save_snapshot(tmp_path, 15.0, Saved("m"), Saved("t"), {"train_seconds": 1.0}, "retry")
+    assert not (tmp_path / SNAPSHOTS).exists()
+
+
+@pytest.mark.parametrize("scope", ["reflection", "all"])
+def test_grpo_snapshots_carry_the_configs_adapter_scope(tmp_path, scope):
+    config = GRPOReflectConfig(output_dir=str(tmp_path / "out"), adapter_scope=scope)
+    callback = TimeSnapshots([15], time.perf_counter() - 60 * 16, tmp_path, Saved("t"))
+    state, control = TrainerState(global_step=3, max_steps=10), TrainerControl()
+    callback.on_step_end(config, state, control, model=Saved("m"))
+    ((path, info),) = list_snapshots(tmp_path)
+    assert info["step"] == 3 and read_adapter_scope(path) == scope
+
+
+@pytest.mark.slow
+def test_a_reflection_scope_snapshot_loads_with_its_adapter_unmerged(tmp_path, lora_policy):
+    policy, tokenizer = lora_policy
+    info = {"train_seconds": 60.0}
+    path = save_snapshot(tmp_path, 1.0, policy, tokenizer, info, adapter_scope="reflection")
+    loaded, _, scope = load_policy(path, SMALL, dtype="float32")
+    assert scope == "reflection" and hasattr(loaded, "disable_adapter"), "unmerged PEFT model"
+    ids = tokenizer("Using the numbers [3, 4], make 7.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, policy(input_ids=ids).logits)
+        with loaded.disable_adapter(), policy.disable_adapter():
+            torch.testing.assert_close(loaded(input_ids=ids).logits, policy(input_ids=ids).logits)
+    path = save_snapshot(tmp_path, 2.0, policy, tokenizer, info, adapter_scope="all")
+    merged, _, scope = load_policy(path, SMALL, dtype="float32")
+    assert scope == "all" and not hasattr(merged, "disable_adapter"), "merged as before"
