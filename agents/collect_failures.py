@@ -11,6 +11,11 @@ RRR-GRPO trains on, plus the item and the query's pass rate.
 Progress is one JSON line per finished query in ``progress.jsonl``; a killed run resumes
 from it with no row lost or duplicated. The dataset is written as ``failures.jsonl`` and as a
 ``datasets.Dataset`` (``save_to_disk``) in ``dataset/``.
+
+Sampling is seeded: ``--seed`` seeds the backend's generator (and the envs), so a rerun with
+the same seed, model and options on the same machine keeps the same failures. The command
+ends with one line, in the same words as ``python -m agents.grpo_reflect``'s collection
+(:func:`summary`): ``N failures from K of Q queries (A first attempts sampled)``.
 """
 
 from __future__ import annotations
@@ -199,6 +204,34 @@ def failure_rows(records: Sequence[dict[str, Any]], min_successes: int = 0) -> l
     ]
 
 
+def summary(records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> str:
+    """One line on a collection, in the words both collecting commands print.
+
+    ``N failures from K of Q queries (A first attempts sampled)``: ``N`` dataset rows (kept
+    failures), ``K`` queries with at least one kept failure, ``Q`` queries sampled, ``A`` first
+    attempts sampled over all of them.
+
+    >>> records = [{"index": 0, "samples": 8, "successes": 8}, {"index": 1, "samples": 4}]
+    >>> summary(records, [{"index": 1}, {"index": 1}])
+    '2 failures from 1 of 2 queries (12 first attempts sampled)'
+    """
+    queries = len({row["index"] for row in rows})
+    attempts = sum(record["samples"] for record in records)
+    return (
+        f"{len(rows)} failures from {queries} of {len(records)} queries "
+        f"({attempts} first attempts sampled)"
+    )
+
+
+def collection_summary(output_dir: str | Path) -> str:
+    """:func:`summary` of the collection written in ``output_dir`` (by :func:`collect`)."""
+    output = Path(output_dir)
+    records = read_progress(output / "progress.jsonl")
+    jsonl = output / "failures.jsonl"
+    rows = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines() if line]
+    return summary(list(records.values()), rows)
+
+
 def write_dataset(rows: list[dict[str, Any]], output: Path) -> Any:
     """Write ``failures.jsonl`` and a ``datasets.Dataset`` in ``output/dataset``."""
     import datasets
@@ -214,6 +247,9 @@ def write_dataset(rows: list[dict[str, Any]], output: Path) -> Any:
 
 def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) the collection described by ``args`` and write the dataset.
+
+    ``args.seed`` seeds the envs; the responses are as reproducible as ``backend``'s sampling:
+    seed it too (``TransformersBackend(..., seed=args.seed)``, as both commands do).
 
     Returns:
         The dataset rows, one per kept failure, in query order.
@@ -282,8 +318,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
     backend = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=args.seed)
     rows = collect(args, backend)
-    queries = len({row["index"] for row in rows})
-    print(f"{len(rows)} failures from {queries} queries -> {args.output_dir}/failures.jsonl")
+    print(f"{collection_summary(args.output_dir)} -> {args.output_dir}/failures.jsonl")
     return rows
 
 

@@ -382,6 +382,19 @@ def load_failures(path: str | Path) -> Any:
     return dataset
 
 
+def _loaded_summary(dataset: Any, path: str | Path) -> str:
+    """What a dataset of failures holds, in the words of :func:`collect_failures`'s log.
+
+    A folder written by ``agents.collect_failures`` also says how many queries and first
+    attempts were sampled; any other dataset says how many queries its failures come from.
+    """
+    from agents.collect_failures import collection_summary
+
+    if (Path(path) / "progress.jsonl").is_file() and (Path(path) / "failures.jsonl").is_file():
+        return collection_summary(path)
+    return f"{len(dataset)} failures from {len(set(dataset['index']))} queries"
+
+
 def _autocast(bf16: bool, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
     if not bf16:
         return contextlib.nullcontext
@@ -389,9 +402,13 @@ def _autocast(bf16: bool, device: torch.device) -> Callable[[], contextlib.Abstr
 
 
 def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any:
-    """Build (or resume) the dataset of failures in ``<output_dir>/failures``."""
+    """Build (or resume) the dataset of failures in ``<output_dir>/failures``.
+
+    Sampling is seeded with ``args.seed``: a rerun with the same seed and options on the same
+    machine collects the same failures.
+    """
     from agents.backends import TransformersBackend
-    from agents.collect_failures import CollectArgs, collect
+    from agents.collect_failures import CollectArgs, collect, collection_summary
 
     extra = json.loads(args.env_kwargs)
     collect_args = CollectArgs(
@@ -410,7 +427,9 @@ def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any
         seed=args.seed,
         output_dir=str(Path(args.output_dir) / "failures"),
     )
-    backend = TransformersBackend(model, tokenizer, batch_size=collect_args.batch_size)
+    backend = TransformersBackend(
+        model, tokenizer, batch_size=collect_args.batch_size, seed=collect_args.seed
+    )
     logger.info(
         "collecting failures: up to %d first attempts on each of %d queries -> %s",
         args.samples_per_query,
@@ -419,6 +438,7 @@ def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any
     )
     with _autocast(args.bf16, model.device)():
         rows = collect(collect_args, backend)  # a bar of finished queries
+    logger.info("collected %s", collection_summary(collect_args.output_dir))
     if not rows:
         raise ValueError(
             f"the model failed none of the {args.collect_n} queries; raise --collect_n or pick a "
@@ -778,10 +798,12 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
         return result
     model, tokenizer = load_policy(args, model_args, state.num_processes)
     started = time.perf_counter()
-    dataset = collect_failures(args, model, tokenizer) if args.collect else None
-    if dataset is None:
+    if args.collect:
+        dataset = collect_failures(args, model, tokenizer)  # logs its summary
+    else:
         dataset = load_failures(args.failures_path)
-    logger.info("%d failures from %d queries", len(dataset), len(set(dataset["index"])))
+        summary = _loaded_summary(dataset, args.failures_path)
+        logger.info("loaded %s from %s", summary, args.failures_path)
 
     collect_seconds = time.perf_counter() - started
     before = evaluate_model(args, model, tokenizer, "before") if single else None
