@@ -241,9 +241,15 @@ def test_loss_mask_covers_exactly_the_trained_response(smollm_tokenizer):
 
 
 def tiny_args(output_dir: Path, **overrides) -> Args:
+    # Not the demo's defaults (Qwen2.5-Coder-1.5B, LoRA, the NoFixedForms preset): a tiny
+    # model and 2-number Countdown, a full fine-tune in float32 unless a test asks otherwise.
     options = {
         "output_dir": str(output_dir),
+        "env_id": "rrr/Countdown-v0",
         "env_kwargs": json.dumps({"num_count": 2, "number_range": [1, 20], "size": 50}),
+        "model": "smollm2-135m",
+        "use_peft": False,
+        "bf16": False,
         "iterations": 1,
         "items_per_iteration": 2,
         "samples_per_item": 2,
@@ -268,9 +274,9 @@ def smoke_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_one_iteration_on_the_real_model_changes_parameters(smoke_run):
-    from agents.models import DEFAULT_MODEL, load_model_and_tokenizer
+    from agents.models import load_model_and_tokenizer
 
-    base, _ = load_model_and_tokenizer(DEFAULT_MODEL, dtype="float32")
+    base, _ = load_model_and_tokenizer("smollm2-135m", dtype="float32")
     trained = dict(smoke_run.policy.named_parameters())
     changed = [n for n, p in base.named_parameters() if not torch.equal(p, trained[n])]
     assert len(changed) > len(trained) // 2
@@ -406,3 +412,65 @@ def test_command_line_accepts_hyphens_underscores_and_yaml(tmp_path):
     assert (args.max_new_tokens, args.max_weight, args.eval_reflect) == (64, 5.0, False)
     with pytest.raises(ValueError, match="--weighting must be one of"):
         TrlParser((Args,)).parse_args_and_config(["--weighting", "nope"])
+
+
+# -- the no-argument demo ----------------------------------------------------------------------
+
+
+def test_the_demo_defaults_train_a_bundled_model_on_the_shortcut_free_preset():
+    from agents.models import BUNDLED_MODELS
+    from rrr_env.shortcuts import countdown_fixed_form_solves
+
+    args = Args()
+    assert args.env_id == "rrr/Countdown3-NoFixedForms-v1" and args.model in BUNDLED_MODELS
+    assert args.model == "qwen2.5-coder-1.5b", "0.5B solved 1 of 128 sampled attempts there"
+    assert (args.train_split, args.eval_split) == ("train", "test")
+    gym.make(args.env_id, split="validation")  # the preset also has one, for --eval-split
+    assert args.eval_n == 0 and args.iterations == 1 and args.max_new_tokens == 512
+    # LoRA at the LoRA learning rate; a full fine-tune keeps the smaller one.
+    assert args.use_peft and args.learning_rate == 1e-4
+    assert Args(use_peft=False).learning_rate == 1e-5
+    assert Args(learning_rate=3e-6).learning_rate == 3e-6
+    assert isinstance(args.bf16, bool)
+    assert args.dtype == "float32", "benchmarks.rrr_vs_rise's RISE arm relies on it"
+    # The demo's train items: 3 numbers, solvable, and no fixed-form answer solves any.
+    env = gym.make(args.env_id, **args.env_options(args.train_split))
+    task = env.unwrapped.task
+    items = [task[i] for i in range(50)]
+    assert all(len(item.numbers) == 3 and item.solution for item in items)
+    assert not any(countdown_fixed_form_solves(item.numbers, item.target) for item in items)
+    assert env.unwrapped.max_attempts == 2 and not env.unwrapped.reflect
+
+
+def _iteration_row(**overrides) -> dict:
+    row = {
+        "iteration": 1,
+        "rollout/episodes": 8.0,
+        "rollout/accuracy_t1": 0.0,
+        "rollout/targets": 0.0,
+        "rollout/correct_targets": 0.0,
+        "charts/optimizer_steps": 0.0,
+        "losses/weighted_nll": float("nan"),
+        "charts/collect_seconds": 100.0,
+        "charts/update_seconds": 0.5,
+    }
+    return {**row, **overrides}
+
+
+def test_the_demo_says_whether_its_iteration_trained():
+    from agents.rise_awr import describe_iteration
+
+    idle = describe_iteration(_iteration_row())
+    assert "no update" in idle and idle.startswith("iteration 1: 8 episodes")
+    trained = describe_iteration(
+        _iteration_row(
+            **{
+                "rollout/targets": 3.0,
+                "rollout/correct_targets": 3.0,
+                "charts/optimizer_steps": 1.0,
+                "losses/weighted_nll": 1.25,
+            }
+        )
+    )
+    assert "3 targets (3 correct) trained in 1 optimizer step(s)" in trained
+    assert "no update" not in trained
