@@ -31,6 +31,7 @@ import gymnasium as gym
 
 import rrr_env
 from agents.cli import check_env, check_model, json_object, parse_trl, preflight
+from agents.engines import check_engine
 from agents.evaluate import append_lines
 from agents.models import DTYPES
 from agents.rollout import Backend, PhaseSampling, SamplingParams, progress_bar, rollout
@@ -71,6 +72,13 @@ class CollectArgs:
     dtype: str = field(default="auto", metadata={"help": "auto, bfloat16 or float32."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling."})
     output_dir: str = field(default="runs/failures", metadata={"help": "Where results go."})
+    engine: str = field(
+        default="torch",
+        metadata={
+            "help": "Generation engine: torch or openvino (CPU; pip install -e "
+            "'.[cpu-engine]'; falls back to torch with a warning when it cannot start)."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("n", "samples_per_query", "round_size", "max_new_tokens", "batch_size"):
@@ -79,6 +87,7 @@ class CollectArgs:
                 raise ValueError(f"{flag} must be an integer >= 1, got {getattr(self, name)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_engine(self.engine)
         json_object(self.env_kwargs, "--env-kwargs")
         if not 1 <= self.failures_per_query <= self.samples_per_query:
             raise ValueError("need 1 <= --failures-per-query <= --samples-per-query")
@@ -257,6 +266,8 @@ def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> li
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in asdict(args).items() if k not in ("output_dir", "batch_size")}
+    if config.get("engine") == "torch":  # as folders written before --engine existed
+        del config["engine"]
     config_path = output / "config.json"
     if config_path.exists() and json.loads(config_path.read_text()) != config:
         raise ValueError(f"{output} holds a different collection; pass another --output-dir")
@@ -308,7 +319,7 @@ def collect(args: CollectArgs, backend: Backend, *, progress: bool = True) -> li
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Command-line entry point; options, env and ``--model`` are checked before the model loads."""
-    from agents.backends import TransformersBackend
+    from agents.engines import make_backend
     from agents.models import load_model_and_tokenizer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -316,7 +327,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     preflight(lambda: check_env(args.env, args.env_options()))
     preflight(lambda: check_model(args.model))
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype)
-    backend = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=args.seed)
+    backend = make_backend(
+        args.engine, model, tokenizer, batch_size=args.batch_size, seed=args.seed
+    )
     rows = collect(args, backend)
     print(f"{collection_summary(args.output_dir)} -> {args.output_dir}/failures.jsonl")
     return rows

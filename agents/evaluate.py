@@ -22,6 +22,7 @@ import gymnasium as gym
 
 import rrr_env
 from agents.cli import check_env, check_model, json_object, parse_trl, preflight
+from agents.engines import check_engine
 from agents.metrics import rise_metrics, rrr_metrics
 from agents.models import DTYPES
 from agents.rollout import Backend, Episode, PhaseSampling, SamplingParams, progress_bar, rollout
@@ -66,6 +67,14 @@ class EvaluateArgs:
     )
     dtype: str = field(default="auto", metadata={"help": "auto, bfloat16 or float32."})
     seed: int = field(default=0, metadata={"help": "Seed of sampling."})
+    engine: str = field(
+        default="torch",
+        metadata={
+            "help": "Generation engine: torch (transformers generate) or openvino (OpenVINO "
+            "GenAI on the CPU, pip install -e '.[cpu-engine]'; falls back to torch with a "
+            "warning when it cannot start). See benchmarks/results/engines.md."
+        },
+    )
     output_dir: str | None = field(
         default=None, metadata={"help": "Where results go (default runs/eval/<env>__<model>)."}
     )
@@ -90,6 +99,7 @@ class EvaluateArgs:
             )
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_engine(self.engine)
         json_object(self.env_kwargs, "--env-kwargs")
 
     def env_options(self) -> dict[str, Any]:
@@ -249,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     Options, the env (its data included) and the ``--model`` string are checked before the
     model loads; a bad one exits with status 2 and one line, and leaves no output folder.
     """
-    from agents.backends import TransformersBackend, scoped_backend
+    from agents.engines import make_backend
     from agents.snapshots import load_policy, read_adapter_scope
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -265,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # What identifies the evaluation; --n may change between runs (more or fewer items).
     ignored = ("output_dir", "batch_size", "n", "chunk_items")
     config = {k: v for k, v in asdict(args).items() if k not in ignored}
+    if config["engine"] == "torch":  # as folders written before --engine existed
+        del config["engine"]
     if config_path.exists() and json.loads(config_path.read_text()) != config:
         raise SystemExit(
             f"{output} holds results of a different evaluation ({config_path}); "
@@ -275,10 +287,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # Only now, with every check passed and the model loaded, does the run folder appear.
     output.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(config, indent=2))
-    backend = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=args.seed)
     if scope != "all":
         logger.info("adapter scope %s (%s): only reflections use the adapter", scope, args.model)
-    backend = scoped_backend(backend, scope, env.unwrapped.task.reflection_request)
+    backend = make_backend(
+        args.engine,
+        model,
+        tokenizer,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        adapter_scope=scope,
+        reflection_request=env.unwrapped.task.reflection_request,
+    )
     indices = list(range(min(args.n, size)))
     _, metrics = evaluate(
         lambda: gym.make(args.env, **options),

@@ -38,6 +38,7 @@ import logging
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from transformers import TrainerCallback
 
 import rrr_env
 from agents.backends import ADAPTER_SCOPES
+from agents.engines import EngineFallbackWarning, EngineGenerator
 from agents.grpo_reflect_config import (
     CPU_RECIPE_LEARNING_RATE,
     CREDIT_MODES,
@@ -109,6 +111,9 @@ class ReflectRetryRollout:
             restores its mode after.
         adapter_scope: ``"all"``, or ``"reflection"``: the retries are sampled with the
             model's adapter disabled (see :data:`ADAPTER_SCOPES`); not with ``retry_generator``.
+        engine: ``"torch"`` (the trainer's generation) or an engine of
+            :data:`agents.engines.ENGINES` that serves the policy's current weights (synced
+            after every optimizer step); ignored with ``use_vllm``.
 
     Returns from a call (TRL's contract): ``prompt_ids``, ``completion_ids`` and ``logprobs``,
     plus ``env_mask`` in ``reflection+retry`` mode and extra per-completion fields that TRL
@@ -135,6 +140,7 @@ class ReflectRetryRollout:
         retry_generator: TokenGenerator | None = None,
         sample_with_dropout: bool = False,
         adapter_scope: str = "all",
+        engine: str = "torch",
     ) -> None:
         if credit not in CREDIT_MODES:
             raise ValueError(f"credit must be one of {CREDIT_MODES}, got {credit!r}")
@@ -155,6 +161,8 @@ class ReflectRetryRollout:
         self.retry_generator = retry_generator
         self.sample_with_dropout = sample_with_dropout
         self.adapter_scope = adapter_scope
+        self.engine = engine
+        self._engine_generator: EngineGenerator | None = None
         self.last_batch: RolloutBatch | None = None
 
     def __call__(self, prompts: list[list[Message]], trainer: Any) -> dict[str, Any]:
@@ -231,6 +239,11 @@ class ReflectRetryRollout:
         from trl.models import unwrap_model_for_generation
 
         args = trainer.args
+        if self.engine != "torch":
+            generator = self.engine_generator(trainer)
+            if generator is not None:
+                yield generator  # re-syncs the weights if a step changed them
+                return
         with (
             unwrap_model_for_generation(
                 trainer.model_wrapped,
@@ -253,6 +266,42 @@ class ReflectRetryRollout:
                 autocast=trainer.accelerator.autocast,
                 generation_kwargs=dict(args.generation_kwargs or {}),
             )
+
+    def engine_generator(self, trainer: Any) -> EngineGenerator | None:
+        """The ``--engine`` generator, started on the first call; None if it fell back to torch.
+
+        An engine that cannot start warns once (:func:`agents.engines.make_engine`'s reason)
+        and the trainer's own generation runs from then on; once started, its errors fail the
+        run (no switch midway).
+        """
+        if self._engine_generator is not None or self.engine == "torch":
+            return self._engine_generator
+        from agents.engines import BaseView, make_engine
+
+        args, tokenizer = trainer.args, trainer.processing_class
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        try:
+            engine = make_engine(self.engine, model, tokenizer)
+            base = None
+            if self.adapter_scope == "reflection":
+                base = make_engine(self.engine, BaseView(model), tokenizer)
+        except RuntimeError as error:
+            warnings.warn(
+                f"--engine {self.engine} is unavailable ({error}); falling back to --engine torch",
+                EngineFallbackWarning,
+                stacklevel=2,
+            )
+            self.engine = "torch"
+            return None
+        self._engine_generator = EngineGenerator(
+            engine,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k or 0,
+            seed=args.seed,
+            base_engine=base,
+        )
+        return self._engine_generator
 
     @contextlib.contextmanager
     def generation_mode(self, model: Any) -> Iterator[None]:
@@ -407,8 +456,8 @@ def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any
     Sampling is seeded with ``args.seed``: a rerun with the same seed and options on the same
     machine collects the same failures.
     """
-    from agents.backends import TransformersBackend
     from agents.collect_failures import CollectArgs, collect, collection_summary
+    from agents.engines import make_backend
 
     extra = json.loads(args.env_kwargs)
     collect_args = CollectArgs(
@@ -427,8 +476,8 @@ def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any
         seed=args.seed,
         output_dir=str(Path(args.output_dir) / "failures"),
     )
-    backend = TransformersBackend(
-        model, tokenizer, batch_size=collect_args.batch_size, seed=collect_args.seed
+    backend = make_backend(
+        args.engine, model, tokenizer, batch_size=collect_args.batch_size, seed=collect_args.seed
     )
     logger.info(
         "collecting failures: up to %d first attempts on each of %d queries -> %s",
@@ -456,7 +505,7 @@ def evaluate_model(
     """
     if args.eval_n == 0:
         return None
-    from agents.backends import TransformersBackend, scoped_backend
+    from agents.engines import make_backend
     from agents.evaluate import evaluate
     from agents.items import distinct_indices
     from agents.models import generation_model
@@ -479,12 +528,17 @@ def evaluate_model(
     # Under --adapter_scope reflection only reflections use the adapter: no merged copy, the
     # adapter is switched off per phase (before training there is none: the base answers all).
     scoped = args.adapter_scope == "reflection" and hasattr(model, "disable_adapter")
-    copy = args.bf16 and model.device.type == "cpu" and not scoped
+    # An engine exports the weights itself (merged on the fly): no copy either.
+    copy = args.bf16 and model.device.type == "cpu" and not scoped and args.engine == "torch"
     policy = generation_model(model, torch.bfloat16) if copy else model
-    backend = TransformersBackend(policy, tokenizer, batch_size=args.rollout_batch_size or 64)
-    if scoped:
-        request = gym.make(args.env_id, **options).unwrapped.task.reflection_request
-        backend = scoped_backend(backend, args.adapter_scope, request)
+    backend = make_backend(
+        args.engine,
+        policy,
+        tokenizer,
+        batch_size=args.rollout_batch_size or 64,
+        adapter_scope="reflection" if scoped else "all",
+        reflection_request=gym.make(args.env_id, **options).unwrapped.task.reflection_request,
+    )
     was_training = model.training
     model.eval()
     started = time.perf_counter()
@@ -557,6 +611,7 @@ def build_trainer(
         retry_generator=retry_generator,
         sample_with_dropout=args.sample_with_dropout,
         adapter_scope=args.adapter_scope,
+        engine=args.engine,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
     trainer = GRPOTrainer(
@@ -701,7 +756,10 @@ class TimeSnapshots(TrainerCallback):
         spent = time.perf_counter() - self.started
         # The final policy is saved anyway (TimeBudget, before this callback, may stop it).
         final = control.should_training_stop or state.global_step >= state.max_steps
-        self.schedule.after(spent, final, kwargs["model"], self.tokenizer, step=state.global_step)
+        # The run's adapter scope goes with each snapshot (rrr_policy.json), as with the final.
+        scope = getattr(args, "adapter_scope", None)
+        model, step = kwargs["model"], state.global_step
+        self.schedule.after(spent, final, model, self.tokenizer, adapter_scope=scope, step=step)
         return control
 
 

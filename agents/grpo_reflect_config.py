@@ -18,6 +18,7 @@ import torch
 from trl import GRPOConfig
 
 from agents.backends import ADAPTER_SCOPES
+from agents.engines import ENGINES, check_engine
 from agents.reflection_rollout import EPISODE_OPTIONS
 from agents.snapshots import check_marks
 
@@ -157,6 +158,12 @@ class GRPOReflectConfig(GRPOConfig):
             ``credit="reflection"``. The saved policy records its scope in
             ``rrr_policy.json``. The before/after evaluation of ``--eval_n`` and
             ``agents.evaluate`` then generate only reflections with the adapter.
+        engine (`str`, defaults to `"torch"`): Generates reflections and retries (and the
+            before/after evaluation): ``torch`` (the trainer's model, transformers ``generate``)
+            or ``openvino`` (OpenVINO GenAI on the CPU serving the policy's current weights,
+            re-synced after every optimizer step; ``pip install -e '.[cpu-engine]'``). An engine
+            that cannot start warns once and the torch path runs. Not with ``--use_vllm``,
+            ``--min_p``, ``--repetition_penalty`` or ``--generation_kwargs``.
         sample_with_dropout (`bool`, defaults to `False`): Sample reflections and retries with
             the model in training mode, dropout (e.g. LoRA's) active, as TRL's own generation
             does. ``False`` switches the model to eval mode while generating (training mode is
@@ -334,6 +341,15 @@ class GRPOReflectConfig(GRPOConfig):
             "choices": list(ADAPTER_SCOPES),
         },
     )
+    engine: str = field(
+        default="torch",
+        metadata={
+            "help": "Generation engine of the rollouts and evaluations: torch or openvino "
+            "(CPU; pip install -e '.[cpu-engine]'; falls back to torch with a warning when it "
+            "cannot start). See benchmarks/results/engines.md.",
+            "choices": list(ENGINES),
+        },
+    )
     sample_with_dropout: bool = field(
         default=False,
         metadata={
@@ -459,6 +475,20 @@ class GRPOReflectConfig(GRPOConfig):
                 "transformers generation and trains the reflection alone; drop --use_vllm and "
                 "use --credit reflection"
             )
+        check_engine(self.engine)
+        if self.engine != "torch":
+            own_sampling = {
+                "--use_vllm": self.use_vllm,
+                "--min_p": self.min_p is not None,
+                "--repetition_penalty": self.repetition_penalty != 1.0,
+                "--generation_kwargs": bool(self.generation_kwargs),
+            }
+            clash = [name for name, used in own_sampling.items() if used]
+            if clash:
+                raise ValueError(
+                    f"--engine {self.engine} samples with temperature / top-p / top-k only; "
+                    f"drop {', '.join(clash)} or use --engine torch"
+                )
         if self.retry_temperature is not None and not self.retry_temperature >= 0:
             raise ValueError(f"--retry_temperature must be >= 0, got {self.retry_temperature}")
         if self.retry_top_p is not None and not 0 < self.retry_top_p <= 1:

@@ -183,10 +183,12 @@ def with_sampling(
         raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if not isinstance(generate, HFGenerator | TRLVLLMGenerator):
+    from agents.engines import EngineGenerator
+
+    if not isinstance(generate, HFGenerator | TRLVLLMGenerator | EngineGenerator):
         raise TypeError(
             f"cannot change the sampling of a {type(generate).__name__}; build the retry's "
-            "generator yourself, or use HFGenerator / TRLVLLMGenerator"
+            "generator yourself, or use HFGenerator / TRLVLLMGenerator / EngineGenerator"
         )
     changes = {"temperature": temperature, "top_p": top_p}
     return replace(generate, **{k: v for k, v in changes.items() if v is not None})
@@ -197,9 +199,19 @@ def without_adapter(generate: TokenGenerator) -> TokenGenerator:
 
     The frozen base model samples, e.g. the retries of ``adapter_scope="reflection"``.
 
+    An :class:`agents.engines.EngineGenerator` switches to its ``base_engine`` (an engine
+    serving the model with its adapter off).
+
     Raises:
-        TypeError: ``generate`` is not an :class:`HFGenerator` of a model with an adapter.
+        TypeError: ``generate`` is neither an :class:`HFGenerator` of a model with an adapter
+            nor an engine generator with a base engine.
     """
+    from agents.engines import EngineGenerator
+
+    if isinstance(generate, EngineGenerator):
+        if generate.base_engine is None:
+            raise TypeError("this engine generator has no base engine to generate without adapter")
+        return replace(generate, engine=generate.base_engine, base_engine=None)
     if not isinstance(generate, HFGenerator) or not hasattr(generate.model, "disable_adapter"):
         raise TypeError(
             "only a transformers generator of a PEFT model can generate without its adapter "

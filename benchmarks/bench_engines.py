@@ -12,7 +12,9 @@ Paths (each measured in its own process, so that its peak RSS is its own):
   the same weights, bf16 compute and a bf16 KV cache (:mod:`agents.engines.openvino`): the
   faithful engine;
 - ``openvino-u8kv``: the same with OpenVINO's CPU default KV cache, u8 (quantized);
-- ``openvino-q8``: Q8_0 weights (quantized), bf16 KV cache.
+- ``openvino-q8``: Q8_0 weights (quantized), bf16 KV cache;
+- ``ctranslate2-int8``: CTranslate2's ``Generator`` on an int8 conversion (quantized: its only
+  CPU types are float32 and int8; no LoRA, so a weight sync merges, saves and converts).
 
 For every model and path: tokens/s of ``--new-tokens`` greedy tokens (EOS suppressed, so every
 path decodes the same number) at each batch size, sampling at temperature 1 at batch 32, time
@@ -38,6 +40,7 @@ Prompts: first attempts of ``rrr/Countdown3-NoFixedForms-v1`` (validation split)
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import resource
@@ -64,13 +67,14 @@ MEASURED_CODE = (
     "agents/engines/gguf_export.py",
     "benchmarks/bench_engines.py",
 )
-PACKAGES = ("torch", "transformers", "openvino", "openvino-genai")
-PATHS = ("torch-bf16", "openvino-bf16", "openvino-u8kv", "openvino-q8")
+PACKAGES = ("torch", "transformers", "openvino", "openvino-genai", "ctranslate2")
+PATHS = ("torch-bf16", "openvino-bf16", "openvino-u8kv", "openvino-q8", "ctranslate2-int8")
 BASELINE = "torch-bf16"
-QUANTIZED = ("openvino-u8kv", "openvino-q8")
+QUANTIZED = ("openvino-u8kv", "openvino-q8", "ctranslate2-int8")
 MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 ENV_ID = "rrr/Countdown3-NoFixedForms-v1"
 FIDELITY_TOKENS = 64
+KINDS = ("speed", "fidelity", "sync")
 
 
 # -- worker ----------------------------------------------------------------------------------
@@ -149,6 +153,64 @@ def _teacher_forced(model: Any, prompt: list[int], completion: list[int]) -> Any
     return logits[len(prompt) - 1 : -1].float().log_softmax(-1)
 
 
+class _CT2:
+    """CTranslate2's ``Generator`` on an int8 conversion (its CPU types: float32, int8).
+
+    CTranslate2 takes no LoRA adapter: new weights are merged, saved and converted again.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, eos: Sequence[int], workdir: Path) -> None:
+        self.tokenizer, self.eos, self.workdir = tokenizer, list(eos), workdir
+        self.generator: Any = None
+        self.load(model)
+
+    def load(self, model: Any) -> dict[str, float]:
+        import shutil
+
+        import ctranslate2
+
+        started = time.perf_counter()
+        src, out = self.workdir / "hf", self.workdir / "ct2"
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+        merged.save_pretrained(src)
+        self.tokenizer.save_pretrained(src)
+        saved = time.perf_counter()
+        ctranslate2.converters.TransformersConverter(str(src)).convert(
+            str(out), quantization="int8", force=True
+        )
+        converted = time.perf_counter()
+        self.generator = None
+        self.generator = ctranslate2.Generator(str(out), device="cpu", compute_type="int8")
+        shutil.rmtree(src, ignore_errors=True)
+        done = time.perf_counter()
+        return {"export_s": saved - started + converted - saved, "load_s": done - converted}
+
+    def generate(
+        self, batch: Sequence[list[int]], new_tokens: int, temperature: float, **kw: Any
+    ) -> tuple[list[list[int]], list[float] | None]:
+        import ctranslate2
+
+        ctranslate2.set_random_seed(kw.get("seed", 0))
+        starts = [self.tokenizer.convert_ids_to_tokens(p) for p in batch]
+        results = self.generator.generate_batch(
+            starts,
+            max_length=new_tokens,
+            min_length=new_tokens if kw.get("forced", True) else 0,
+            sampling_topk=1 if temperature == 0 else 0,
+            sampling_temperature=temperature or 1.0,
+            end_token=self.eos,
+            return_end_token=True,
+            include_prompt_in_result=False,
+            return_scores=kw.get("scores", False),
+            length_penalty=0,  # scores are summed log-probabilities
+        )
+        ids = [list(r.sequences_ids[0]) for r in results]
+        sums = [float(r.scores[0]) for r in results] if kw.get("scores", False) else None
+        return ids, sums
+
+
 def _peft(model: Any, seed: int) -> Any:
     from peft import LoraConfig, get_peft_model
 
@@ -182,7 +244,6 @@ def _perturb(model: Any, seed: int) -> None:
 
 def worker(model_name: str, path: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every row of one model and path (run in a process of its own)."""
-    import torch
 
     from agents.models import load_model_and_tokenizer
 
@@ -191,7 +252,13 @@ def worker(model_name: str, path: str, args: argparse.Namespace) -> list[dict[st
     torch_gen = _TorchGen(model, tokenizer)
     engine = None
     start_s = None
-    if path != BASELINE:
+    if path == "ctranslate2-int8":
+        import tempfile
+
+        started = time.perf_counter()
+        engine = _CT2(model, tokenizer, torch_gen.eos, Path(tempfile.mkdtemp(prefix="rrr-ct2-")))
+        start_s = time.perf_counter() - started
+    elif path != BASELINE:
         from agents.engines.openvino import OpenVINOEngine
 
         started = time.perf_counter()
@@ -208,6 +275,8 @@ def worker(model_name: str, path: str, args: argparse.Namespace) -> list[dict[st
     def generate(batch: Sequence[list[int]], new_tokens: int, temperature: float, **kw: Any):
         if engine is None:
             return torch_gen(batch, new_tokens, temperature, **kw)
+        if isinstance(engine, _CT2):
+            return engine.generate(batch, new_tokens, temperature, **kw)
         seeds = [kw.get("seed", 0) + i for i in range(len(batch))]
         ids, _ = engine.generate_ids(
             batch,
@@ -222,7 +291,7 @@ def worker(model_name: str, path: str, args: argparse.Namespace) -> list[dict[st
     generate(prompts[:2], 4, 0.0)  # warm-up
     rows: list[dict[str, Any]] = []
     runs = [(b, 0.0) for b in args.batches] + [(args.sample_batch, 1.0)]
-    for batch_size, temperature in runs:
+    for batch_size, temperature in runs if "speed" in args.kinds else []:
         batch = prompts[:batch_size]
         started = time.perf_counter()
         generate(batch, 1, temperature)
@@ -246,43 +315,33 @@ def worker(model_name: str, path: str, args: argparse.Namespace) -> list[dict[st
             flush=True,
         )
 
-    # fidelity
-    fid = prompts[: args.fidelity_prompts]
-    greedy_batch, _ = generate(fid, FIDELITY_TOKENS, 0.0, forced=False)
-    greedy_one = [generate([p], FIDELITY_TOKENS, 0.0, forced=False)[0][0] for p in fid]
-    top1, gaps_top = 0, []
-    tokens = 0
-    for p, c in zip(fid, greedy_batch, strict=True):
-        if not c:
-            continue
-        rows_lp = _teacher_forced(model, p, c)
-        best = rows_lp.max(-1)
-        chosen = rows_lp[torch.arange(len(c)), torch.tensor(c)]
-        top1 += int((best.indices == torch.tensor(c)).sum())
-        gaps_top += (best.values - chosen).tolist()
-        tokens += len(c)
-    sampled, sums = generate(fid, FIDELITY_TOKENS, 1.0, forced=False, seed=11, scores=True)
-    seq_gaps = []
-    for p, c, s in zip(fid, sampled, sums or [None] * len(fid), strict=True):
-        if not c or s is None:
-            continue
-        rows_lp = _teacher_forced(model, p, c)
-        torch_sum = float(rows_lp[torch.arange(len(c)), torch.tensor(c)].sum())
-        seq_gaps.append(abs(s - torch_sum) / len(c))
-    rows.append(
-        {
-            "kind": "fidelity",
-            "prompts": len(fid),
-            "tokens": FIDELITY_TOKENS,
-            "greedy_batch": greedy_batch,
-            "greedy_one": greedy_one,
-            "top1_share": round(top1 / max(tokens, 1), 4),
-            "top1_gap_p99": _round(_p99(gaps_top), 4),
-            "logprob_gap_mean": _round(sum(seq_gaps) / len(seq_gaps) if seq_gaps else None, 5),
-            "logprob_gap_p99": _round(_p99(seq_gaps), 5),
-        }
-    )
+    if "fidelity" in args.kinds:
+        rows.append(_fidelity(model, prompts[: args.fidelity_prompts], generate))
     # weight sync of a LoRA adapter (engines only)
+    if "sync" not in args.kinds:
+        if isinstance(engine, _CT2):
+            import shutil
+
+            shutil.rmtree(engine.workdir, ignore_errors=True)
+        elif engine is not None:
+            engine.close()
+        engine = None
+    if isinstance(engine, _CT2):
+        peft = _peft(model, seed=3)
+        timings = engine.load(peft)
+        rows.append(
+            {
+                "kind": "sync",
+                "rebuilt": True,
+                "seconds": round(sum(timings.values()), 2),
+                **{k: round(v, 2) for k, v in timings.items()},
+                "first_start_s": round(start_s or 0.0, 2),
+            }
+        )
+        import shutil
+
+        shutil.rmtree(engine.workdir, ignore_errors=True)
+        engine = None
     if engine is not None:
         engine.close()
         from agents.engines.openvino import OpenVINOEngine
@@ -315,6 +374,44 @@ def worker(model_name: str, path: str, args: argparse.Namespace) -> list[dict[st
         row.update({"model": model_name, "path": path, "peak_rss_gib": round(peak, 2)})
         row["matmul_params"] = matmul
     return rows
+
+
+def _fidelity(model: Any, fid: Sequence[list[int]], generate: Any) -> dict[str, Any]:
+    """Greedy agreement, top-1 share and log-probability gap of ``generate`` against torch."""
+    import torch
+
+    greedy_batch, _ = generate(fid, FIDELITY_TOKENS, 0.0, forced=False)
+    greedy_one = [generate([p], FIDELITY_TOKENS, 0.0, forced=False)[0][0] for p in fid]
+    top1, gaps_top = 0, []
+    tokens = 0
+    for p, c in zip(fid, greedy_batch, strict=True):
+        if not c:
+            continue
+        rows_lp = _teacher_forced(model, p, c)
+        best = rows_lp.max(-1)
+        chosen = rows_lp[torch.arange(len(c)), torch.tensor(c)]
+        top1 += int((best.indices == torch.tensor(c)).sum())
+        gaps_top += (best.values - chosen).tolist()
+        tokens += len(c)
+    sampled, sums = generate(fid, FIDELITY_TOKENS, 1.0, forced=False, seed=11, scores=True)
+    seq_gaps = []
+    for p, c, s in zip(fid, sampled, sums or [None] * len(fid), strict=True):
+        if not c or s is None:
+            continue
+        rows_lp = _teacher_forced(model, p, c)
+        torch_sum = float(rows_lp[torch.arange(len(c)), torch.tensor(c)].sum())
+        seq_gaps.append(abs(s - torch_sum) / len(c))
+    return {
+        "kind": "fidelity",
+        "prompts": len(fid),
+        "tokens": FIDELITY_TOKENS,
+        "greedy_batch": greedy_batch,
+        "greedy_one": greedy_one,
+        "top1_share": round(top1 / max(tokens, 1), 4),
+        "top1_gap_p99": _round(_p99(gaps_top), 4),
+        "logprob_gap_mean": _round(sum(seq_gaps) / len(seq_gaps) if seq_gaps else None, 5),
+        "logprob_gap_p99": _round(_p99(seq_gaps), 5),
+    }
 
 
 def limits() -> dict[str, Any]:
@@ -359,7 +456,7 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
             write_row(handle, {**limits(), "command": command, "machine": machine})
         for model_name in args.models:
             for path in args.paths:
-                if (model_name, path, "speed") in done:
+                if all((model_name, path, kind) in done for kind in args.kinds):
                     continue
                 print(f"{model_name} {path} ...", flush=True)
                 out = args.out_dir / f".worker-{model_name}-{path}.json"
@@ -372,7 +469,7 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
                     path,
                 ]
                 cmd += ["--batches", *map(str, args.batches), "--new-tokens", str(args.new_tokens)]
-                cmd += ["--sample-batch", str(args.sample_batch)]
+                cmd += ["--sample-batch", str(args.sample_batch), "--kinds", *args.kinds]
                 cmd += ["--fidelity-prompts", str(args.fidelity_prompts), "--worker-out", str(out)]
                 result = subprocess.run(cmd, check=False)
                 if result.returncode != 0:
@@ -413,7 +510,12 @@ def _agree(a: Sequence[Sequence[int]], b: Sequence[Sequence[int]]) -> str:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    """The markdown report of ``rows``."""
+    """The markdown report of ``rows`` (of repeated measurements, the latest)."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        key = (row.get("model"), row.get("path"), row["kind"])
+        latest[(*key, row.get("batch_size"), row.get("temperature"))] = row
+    rows = list(latest.values())
     limit = next((r for r in rows if r["kind"] == "limits"), None)
     speed = [r for r in rows if r["kind"] == "speed"]
     head = rows[-1]
@@ -530,6 +632,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--sample-batch", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--fidelity-prompts", type=int, default=16)
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=list(KINDS),
+        choices=KINDS,
+        help="what to measure; rows of a kind asked for replace older ones in the report",
+    )
     parser.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
     add_output_arguments(parser, "SmolLM2-135M, batches 2 and 4, 8 tokens, to /tmp")
@@ -551,8 +660,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         from agents.engines import engine_unavailable_reason
 
         reason = engine_unavailable_reason("openvino")
-        if reason:
+        if reason and any(p.startswith("openvino") for p in args.paths):
             parser.error(f"the openvino paths need the engine: {reason}")
+        if "ctranslate2-int8" in args.paths and importlib.util.find_spec("ctranslate2") is None:
+            parser.error("the ctranslate2-int8 path needs ctranslate2 (pip install ctranslate2)")
     resolve_out_dir(args)
     return args
 

@@ -83,6 +83,7 @@ import rrr_env
 from agents.backends import ADAPTER_SCOPES
 from agents.cli import check_env, check_model, json_object, one_line_errors, preflight
 from agents.controls import FixedReflectionBackend
+from agents.engines import ENGINES
 from agents.evaluate import append_lines, evaluate
 from agents.items import distinct_indices
 from agents.models import resolve_dtype
@@ -166,6 +167,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "multiplies it in hardware, float32 elsewhere)",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="sequences per generate")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help="generation engine of every held-out evaluation (openvino: pip install -e "
+        "'.[cpu-engine]'; see benchmarks/results/engines.md)",
+    )
     parser.add_argument("--rrr-collect-n", type=int, default=32, help="queries for failures")
     parser.add_argument(
         "--rrr-samples-per-query", type=int, default=1, help="first attempts sampled per query"
@@ -319,10 +327,17 @@ def check_resume(args: argparse.Namespace) -> None:
     ``rrr_adapter_scope`` was recorded used ``all``, the only scope there was).
 
     Raises:
-        ValueError: ``results.jsonl`` in ``--out-dir`` holds rows of another ``--eval-dtype``,
+        ValueError: ``results.jsonl`` in ``--out-dir`` holds rows of another ``--eval-dtype``
+            or ``--engine`` (rows without ``eval_engine`` were evaluated with torch),
             or (when this run trains ``rrr``) RRR rows of another ``--rrr-adapter-scope``.
     """
     rows = read_rows(args.out_dir / "results.jsonl")
+    engines = {r.get("eval_engine", "torch") for r in rows}
+    if engines - {args.engine}:
+        raise ValueError(
+            f"{args.out_dir / 'results.jsonl'} holds rows evaluated with --engine "
+            f"{', '.join(sorted(engines))}; rerun with that engine or choose another --out-dir"
+        )
     stored = {r.get("eval_dtype", "bfloat16") for r in rows}
     if stored - {args.eval_dtype}:
         raise ValueError(
@@ -426,7 +441,7 @@ def run_eval(
     ``adapter_scope`` ``reflection``: ``model`` is an unmerged PEFT model whose adapter is on
     only while generating reflections (:func:`agents.backends.scoped_backend`).
     """
-    from agents.backends import TransformersBackend, scoped_backend
+    from agents.engines import make_backend
 
     spec = protocol(arm)
     options = {"split": args.eval_split, **json.loads(args.env_kwargs), **spec["env"]}
@@ -442,8 +457,15 @@ def run_eval(
         reflection=SamplingParams(args.reflection_max_tokens, temperature),
         retry=answer,
     )
-    backend: Any = TransformersBackend(model, tokenizer, batch_size=args.batch_size, seed=seed)
-    backend = scoped_backend(backend, adapter_scope, env.unwrapped.task.reflection_request)
+    backend: Any = make_backend(
+        args.engine,
+        model,
+        tokenizer,
+        batch_size=args.batch_size,
+        seed=seed,
+        adapter_scope=adapter_scope,
+        reflection_request=env.unwrapped.task.reflection_request,
+    )
     if arm == "fixed_reflection":
         backend = FixedReflectionBackend(backend, env.unwrapped.task.reflection_request)
     started = time.perf_counter()
@@ -1117,6 +1139,11 @@ def render(
             "attempt (`--retry-context reflection`), in RRR's training and evaluation."
             if reflect_options(args)
             else ""
+        )
+        + (
+            f" Generation engine of every evaluation: {engine} (`--engine`)."
+            if (engine := rows[-1].get("eval_engine", "torch")) != "torch"
+            else ""
         ),
         "",
         "| arm | seeds | 1st try | 2nd try | train min | updates | train tokens | "
@@ -1307,6 +1334,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "budget_minutes": args.budget_minutes,
         "eval_n": args.eval_n,
         "eval_dtype": args.eval_dtype,
+        "eval_engine": args.engine,
         "command": command,
         **reflect_options(args),
     }
@@ -1391,6 +1419,7 @@ def render_only(out: Path) -> list[dict[str, Any]]:
     args = parse_args(words[words.index("benchmarks.rrr_vs_rise") + 1 :])
     args.out_dir = out
     args.eval_dtype = rows[-1].get("eval_dtype", args.eval_dtype)
+    args.engine = rows[-1].get("eval_engine", "torch")
     write_report(rows, args, command, out)
     print(f"wrote {out / 'report.md'}")
     return rows

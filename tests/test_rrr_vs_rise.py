@@ -415,6 +415,7 @@ def test_snapshots_of_a_rise_run_become_points_of_the_held_out_curve(tmp_path):
     run = train(
         Args(
             output_dir=str(tmp_path / "runs"),
+            env_id="rrr/Countdown-v0",
             env_kwargs=env_kwargs,
             model="smollm2-135m",
             use_peft=True,

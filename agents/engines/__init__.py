@@ -37,6 +37,7 @@ __all__ = [
     "ENGINES",
     "EngineBackend",
     "EngineFallbackWarning",
+    "BaseView",
     "EngineGenerator",
     "check_engine",
     "engine_unavailable_reason",
@@ -216,7 +217,7 @@ def make_backend(
             )
             if not scoped:
                 return adapted
-            base_engine = make_engine(engine, _BaseView(model), tokenizer, **engine_options)
+            base_engine = make_engine(engine, BaseView(model), tokenizer, **engine_options)
             base = EngineBackend(base_engine, tokenizer, seed=None if seed is None else seed + 7919)
             return _ScopedEngineBackend(adapted, base, reflection_request)  # type: ignore[arg-type]
         except RuntimeError as error:
@@ -231,8 +232,12 @@ def make_backend(
     return backend
 
 
-class _BaseView:
-    """A PEFT model seen with its adapter off (what the engine exports and fingerprints)."""
+class BaseView:
+    """A PEFT model seen with its adapter off (what an engine exports and fingerprints).
+
+    An engine started on ``BaseView(policy)`` serves the frozen base model of a LoRA policy
+    (attempts and retries under adapter scope ``reflection``) and never needs a re-sync.
+    """
 
     def __init__(self, model: Any) -> None:
         if not hasattr(model, "disable_adapter"):
@@ -281,6 +286,8 @@ class EngineGenerator:
         top_p: Nucleus mass.
         top_k: 0 disables.
         seed: Base seed; each prompt gets its own.
+        base_engine: An engine serving the policy with its adapter off (for
+            :func:`agents.reflection_rollout.without_adapter`), or None.
     """
 
     engine: Any
@@ -288,13 +295,16 @@ class EngineGenerator:
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
-    _prompts: int = field(default=0, repr=False)
+    base_engine: Any = None
+    # Prompts seeded so far; a list, so that copies (``dataclasses.replace``: the retry's
+    # generator) share it and never reuse a seed.
+    _prompts: list[int] = field(default_factory=lambda: [0], repr=False)
 
     def __call__(
         self, prompt_ids: Sequence[list[int]], max_new_tokens: int, group_size: int = 1
     ) -> tuple[list[list[int]], None]:
-        first = self._prompts
-        self._prompts += len(prompt_ids)
+        first = self._prompts[0]
+        self._prompts[0] += len(prompt_ids)
         seeds = (
             None if self.seed is None else [self.seed + first + i for i in range(len(prompt_ids))]
         )

@@ -15,6 +15,7 @@ Supported architectures: ``qwen2`` and ``llama`` (the bundled models); anything 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -94,23 +95,17 @@ def merged_weights(model: Any) -> Iterator[tuple[str, torch.Tensor]]:
     """``(name, weight)`` of ``model`` as one plain model, LoRA deltas of a PEFT model added.
 
     The model is not changed (no ``merge_and_unload``): each adapted layer yields
-    ``base + delta`` of its active adapter, computed in float32. Adapter parameters
-    themselves are not yielded. A PEFT model whose adapters are switched off (inside
-    ``disable_adapter()``) yields its base weights.
+    ``base + delta`` of its active adapters, computed in float32 when it is reached (one
+    layer's copy in memory at a time). Adapter parameters themselves are not yielded. A PEFT
+    model whose adapters are switched off (inside ``disable_adapter()``) yields its base
+    weights.
     """
-    adapted: dict[str, torch.Tensor] = {}
-    for module_name, module in model.named_modules():
-        get_delta = getattr(module, "get_delta_weight", None)
-        base = getattr(module, "base_layer", None)
-        if get_delta is None or base is None or getattr(module, "merged", False):
-            continue
-        if getattr(module, "disable_adapters", False):
-            continue
-        weight = base.weight.detach().float()
-        for adapter in getattr(module, "active_adapters", []):
-            if adapter in getattr(module, "lora_A", {}):
-                weight = weight + get_delta(adapter).detach().float()
-        adapted[f"{module_name}.base_layer.weight"] = weight
+    lora_layers = {
+        f"{name}.base_layer.weight": module
+        for name, module in model.named_modules()
+        if getattr(module, "get_delta_weight", None) is not None
+        and getattr(module, "base_layer", None) is not None
+    }
     seen: set[str] = set()
     for name, tensor in model.state_dict().items():
         if "lora_" in name or "modules_to_save" in name:
@@ -119,7 +114,52 @@ def merged_weights(model: Any) -> Iterator[tuple[str, torch.Tensor]]:
         if plain in seen:
             continue
         seen.add(plain)
-        yield plain, adapted.get(name, tensor.detach())
+        module = lora_layers.get(name)
+        if module is None or getattr(module, "merged", False):
+            yield plain, tensor.detach()
+        elif getattr(module, "disable_adapters", False):
+            yield plain, module.base_layer.weight.detach()
+        else:
+            weight = module.base_layer.weight.detach().float()
+            for adapter in getattr(module, "active_adapters", []):
+                if adapter in getattr(module, "lora_A", {}):
+                    weight = weight + module.get_delta_weight(adapter).detach().float()
+            yield plain, weight
+
+
+def _weight_shapes(model: Any) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """``(name, shape)`` of what :func:`merged_weights` yields, without computing anything."""
+    seen: set[str] = set()
+    for name, tensor in model.state_dict().items():
+        plain = _plain_name(name)
+        if "lora_" in name or "modules_to_save" in name or plain in seen:
+            continue
+        seen.add(plain)
+        yield plain, tuple(tensor.shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_metadata(
+    path: str, size: int, mtime_ns: int
+) -> tuple[list[tuple[str, Any, Any, Any]], dict[str, tuple[int, ...]]]:
+    """A reference GGUF's metadata fields and tensor shapes, read once per file version.
+
+    Reading the tokenizer's ~150,000 entries is most of an export's fixed cost; a GRPO run
+    exports after every optimizer step.
+    """
+    import gguf
+
+    del size, mtime_ns  # cache key only
+    reader = gguf.GGUFReader(path)
+    fields = []
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        vtype = field.types[0]
+        sub_type = field.types[1] if vtype == gguf.GGUFValueType.ARRAY else None
+        fields.append((key, field.contents(), vtype, sub_type))
+    shapes = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
+    return fields, shapes
 
 
 def _hf_config(model: Any) -> Any:
@@ -196,63 +236,82 @@ def export_gguf(
     if weight_type not in WEIGHT_TYPES:
         raise ValueError(f"weight_type must be one of {WEIGHT_TYPES}, got {weight_type!r}")
     reference = Path(reference) if reference is not None else reference_gguf(model, cache_dir)
-    reader = gguf.GGUFReader(str(reference))
-    arch = reader.fields["general.architecture"].contents()
+    stat = reference.stat()
+    fields, expected = _reference_metadata(str(reference), stat.st_size, stat.st_mtime_ns)
+    arch = dict((key, value) for key, value, _, _ in fields)["general.architecture"]
     if arch not in SUPPORTED_ARCHITECTURES:
         raise UnsupportedModelError(
             f"GGUF architecture {arch!r} is not supported (supported: {SUPPORTED_ARCHITECTURES})"
         )
     config = _hf_config(model)
-    expected = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
+    file_type = gguf.LlamaFileType.MOSTLY_F16
+    if weight_type == "q8_0":
+        file_type = gguf.LlamaFileType.MOSTLY_Q8_0
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets; this is a model file
     try:
         writer = gguf.GGUFWriter(tmp, arch)
-        for key, field in reader.fields.items():
-            if key.startswith("GGUF.") or key == "general.architecture":
+        for key, value, vtype, sub_type in fields:
+            if key == "general.architecture":
                 continue
             if key == "general.file_type":
-                file_type = {
-                    "f16": gguf.LlamaFileType.MOSTLY_F16,
-                    "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-                }
-                writer.add_uint32(key, int(file_type[weight_type]))
+                writer.add_uint32(key, int(file_type))
                 continue
-            vtype = field.types[0]
-            sub_type = field.types[1] if vtype == gguf.GGUFValueType.ARRAY else None
-            writer.add_key_value(key, field.contents(), vtype, sub_type=sub_type)
-        written = set()
-        for name, tensor in merged_weights(model):
+            writer.add_key_value(key, value, vtype, sub_type=sub_type)
+        # Two passes, so that one tensor at a time is in memory: shapes and types first (the
+        # header needs them), then each tensor's data.
+        tied = "output.weight" not in expected  # the reference has no head: tied embeddings
+        plan = []
+        for name, shape in _weight_shapes(model):
             target = gguf_tensor_name(name)
-            if target == "output.weight" and target not in expected:
-                continue  # tied to token_embd: the reference file has no output head either
+            if target == "output.weight" and tied:
+                continue
+            if expected.get(target) != shape:
+                raise UnsupportedModelError(
+                    f"{name} has shape {shape}, but {reference.name} has "
+                    f"{expected.get(target)} for {target}: not the same base model"
+                )
+            plan.append((name, target, shape))
+        missing = sorted(set(expected) - {target for _, target, _ in plan})
+        if missing:
+            raise UnsupportedModelError(f"the model has no weights for {missing[:4]}")
+        q8 = gguf.GGMLQuantizationType.Q8_0
+        for _, target, shape in plan:
+            if len(shape) == 1:
+                writer.add_tensor_info(target, shape, np.dtype(np.float32), 4 * shape[0])
+            elif weight_type == "q8_0":
+                block, size = gguf.GGML_QUANT_SIZES[q8]
+                rows = int(np.prod(shape[:-1]))
+                nbytes = rows * (shape[-1] // block) * size
+                writer.add_tensor_info(target, shape, np.dtype(np.uint8), nbytes, raw_dtype=q8)
+            else:
+                writer.add_tensor_info(target, shape, np.dtype(np.float16), 2 * int(np.prod(shape)))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        targets = {name: target for name, target, _ in plan}
+        for name, tensor in merged_weights(model):
+            target = targets.get(name)
+            if target is None:
+                continue
             array = tensor.float().cpu().numpy()
             if arch == "llama" and target.endswith(("attn_q.weight", "attn_k.weight")):
                 heads = config.num_attention_heads
                 if ".attn_k." in target:
                     heads = config.num_key_value_heads
                 array = _permute_for_rope(array, heads)
-            if expected.get(target) != tuple(array.shape):
-                raise UnsupportedModelError(
-                    f"{name} has shape {tuple(array.shape)}, but {reference.name} has "
-                    f"{expected.get(target)} for {target}: not the same base model"
-                )
             if array.ndim == 1:
-                writer.add_tensor(target, array.astype(np.float32))
+                writer.write_tensor_data(array.astype(np.float32))
             elif weight_type == "q8_0":
-                kind = gguf.GGMLQuantizationType.Q8_0
-                writer.add_tensor(target, gguf.quants.quantize(array, kind), raw_dtype=kind)
+                writer.write_tensor_data(gguf.quants.quantize(array, q8))
             else:
-                writer.add_tensor(target, array.astype(np.float16))
-            written.add(target)
-        missing = sorted(set(expected) - written)
-        if missing:
-            raise UnsupportedModelError(f"the model has no weights for {missing[:4]}")
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
+                writer.write_tensor_data(array.astype(np.float16))
+            del array
         writer.close()
         os.replace(tmp, out)
     finally:

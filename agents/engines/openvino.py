@@ -156,6 +156,11 @@ class OpenVINOEngine:
         )
         return True
 
+    @property
+    def served(self) -> str | None:
+        """:func:`weights_fingerprint` of the weights the pipeline serves (None before a sync)."""
+        return self._fingerprint
+
     # -- generation ----------------------------------------------------------------------------
 
     def generate_ids(
