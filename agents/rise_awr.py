@@ -75,6 +75,7 @@ import torch.nn.functional as F
 import rrr_env
 from agents.backends import TransformersBackend, eos_token_ids, render_prompt
 from agents.controls import CountingBackend
+from agents.engines import check_engine, make_backend
 from agents.evaluate import append_lines, evaluate
 from agents.items import distinct_indices
 from agents.models import (
@@ -183,6 +184,15 @@ class Args:
         metadata={
             "help": "dtype of the copy of the policy that generates rollouts and evaluations "
             "(auto: bfloat16 on GPUs and CPUs with AMX or AVX-512 BF16, else float32)."
+        },
+    )
+    engine: str = field(
+        default="torch",
+        metadata={
+            "help": "Generation engine of rollouts, best-of-N and evaluations: torch (a copy of "
+            "the policy in --generation-dtype) or openvino (CPU; serves the policy's current "
+            "weights, re-synced after each update; pip install -e '.[cpu-engine]'; falls back "
+            "to torch with a warning when it cannot start)."
         },
     )
     bf16: bool | None = field(
@@ -318,6 +328,7 @@ class Args:
     )
 
     def __post_init__(self) -> None:
+        check_engine(self.engine)
         if self.learning_rate is None:
             self.learning_rate = LORA_LEARNING_RATE if self.use_peft else FULL_LEARNING_RATE
         if self.bf16 is None:
@@ -1027,10 +1038,20 @@ def train(args: Args) -> TrainResult:
     spent = float(trainer_state.get("train_seconds", 0.0)) if trainer_state else 0.0
     snapshots = SnapshotSchedule(args.snapshot_minutes, run_dir, spent)
 
+    engine: Any = None  # one --engine backend for the run: it re-syncs after each update
+
+    def generation_backend(seed: int | None = None) -> Any:
+        nonlocal engine
+        if args.engine == "torch":
+            copy = generation_model(policy, gen_dtype)
+            return TransformersBackend(copy, tokenizer, batch_size=args.batch_size, seed=seed)
+        if engine is None:
+            engine = make_backend(args.engine, policy, tokenizer, batch_size=args.batch_size)
+        engine.seed = seed
+        return engine
+
     if args.eval_n and start_iteration == 1 and 0 not in log.evaluated():
-        backend = TransformersBackend(
-            generation_model(policy, gen_dtype), tokenizer, batch_size=args.batch_size
-        )
+        backend = generation_backend()
         evaluations[0] = run_evaluation(args, backend, run_dir, 0)
         log.log(0, evaluations[0])
         logger.info("iteration 0 (base model): %s", evaluations[0])
@@ -1039,12 +1060,7 @@ def train(args: Args) -> TrainResult:
     for iteration in range(start_iteration, args.iterations + 1):
         # -- 1. collect --------------------------------------------------------------------
         tick = time.perf_counter()
-        backend = TransformersBackend(
-            generation_model(policy, gen_dtype),
-            tokenizer,
-            batch_size=args.batch_size,
-            seed=args.seed * 1_000_003 + iteration,
-        )
+        backend = generation_backend(seed=args.seed * 1_000_003 + iteration)
         indices = train_indices(train_size, args.items_per_iteration, args.seed, iteration)
         backend = CountingBackend(backend)
         episodes, groups = collect(
@@ -1160,9 +1176,7 @@ def train(args: Args) -> TrainResult:
 
     # Evaluate the final policy once, also when a resumed run only lacks this evaluation.
     if args.eval_n and iteration > 0 and iteration not in log.evaluated():
-        backend = TransformersBackend(
-            generation_model(policy, gen_dtype), tokenizer, batch_size=args.batch_size
-        )
+        backend = generation_backend()
         evaluations[iteration] = run_evaluation(args, backend, run_dir, iteration)
         log.log(iteration, evaluations[iteration])
         logger.info("iteration %d (trained): %s", iteration, evaluations[iteration])

@@ -456,7 +456,7 @@ def run(args: argparse.Namespace, jsonl: Path, command: str) -> None:
             write_row(handle, {**limits(), "command": command, "machine": machine})
         for model_name in args.models:
             for path in args.paths:
-                if all((model_name, path, kind) in done for kind in args.kinds):
+                if not args.redo and all((model_name, path, kind) in done for kind in args.kinds):
                     continue
                 print(f"{model_name} {path} ...", flush=True)
                 out = args.out_dir / f".worker-{model_name}-{path}.json"
@@ -637,7 +637,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         nargs="+",
         default=list(KINDS),
         choices=KINDS,
-        help="what to measure; rows of a kind asked for replace older ones in the report",
+        help="what to measure (default: all)",
+    )
+    parser.add_argument(
+        "--redo",
+        action="store_true",
+        help="measure again what the JSONL already holds; the report shows the latest rows",
     )
     parser.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)

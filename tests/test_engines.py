@@ -348,3 +348,43 @@ def test_grpo_rollouts_run_on_the_engine_and_follow_each_update(tmp_path):
     assert generator.engine.syncs == syncs + 1  # new weights served before generating
     assert generator.engine.served == weights_fingerprint(policy)
     assert len(batch["completion_ids"]) == 4
+
+
+@needs_openvino
+def test_rise_awr_samples_on_the_engine(tmp_path, monkeypatch):
+    """RISE-AWR's rollouts and best-of-N go through one engine that follows the updates."""
+    from agents.engines.openvino import OpenVINOEngine
+    from agents.rise_awr import Args, train
+
+    rebuilds = []
+    sync = OpenVINOEngine.sync
+
+    def counted(self, force=False):
+        rebuilt = sync(self, force)
+        rebuilds.append(rebuilt)
+        return rebuilt
+
+    monkeypatch.setattr(OpenVINOEngine, "sync", counted)
+
+    run = train(
+        Args(
+            output_dir=str(tmp_path / "runs"),
+            env_id="rrr/Countdown-v0",
+            env_kwargs=json.dumps({"num_count": 2, "number_range": [1, 20], "size": 50}),
+            model="smollm2-135m",
+            use_peft=True,
+            lora_r=4,
+            iterations=2,
+            items_per_iteration=2,
+            samples_per_item=2,
+            best_of=2,
+            max_new_tokens=8,
+            eval_n=0,
+            threads=1,
+            train_on_failures=True,
+            engine="openvino",
+        )
+    )
+    assert run.iteration == 2
+    # started once, then served the weights of iteration 1's update in iteration 2
+    assert sum(rebuilds) == 2 and len(rebuilds) > 2
