@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import warnings
@@ -153,26 +152,17 @@ class _ScopedEngineBackend:
         params: SamplingParams,
         tools: Sequence[Tools] | None = None,
     ) -> list[Generation]:
-        from agents.backends import asks_reflection
+        """One response per conversation, in order; reflections from the adapted engine."""
+        from agents.backends import generate_by_phase
 
-        tools = list(tools) if tools is not None else [None] * len(conversations)
-        out: list[Generation | None] = [None] * len(conversations)
-        reflect = [asks_reflection(c, self.reflection_request) for c in conversations]
-        for backend, wanted in ((self.adapted, True), (self.base, False)):
-            members = [k for k, r in enumerate(reflect) if r == wanted]
-            if members:
-                generated = backend.generate(
-                    [conversations[k] for k in members], params, [tools[k] for k in members]
-                )
-                for k, generation in zip(members, generated, strict=True):
-                    out[k] = generation
-        return out  # type: ignore[return-value]
-
-
-@contextlib.contextmanager
-def _adapter_off(model: Any) -> Iterator[None]:
-    with model.disable_adapter():
-        yield
+        return generate_by_phase(
+            conversations,
+            params,
+            tools,
+            self.reflection_request,
+            self.adapted.generate,
+            self.base.generate,
+        )
 
 
 def make_backend(
