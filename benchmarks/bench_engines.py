@@ -211,6 +211,21 @@ class _CT2:
         return ids, sums
 
 
+def _openvino(path: str, model: Any, eos: Sequence[int], max_num_seqs: int) -> Any:
+    """The OpenVINO engine of ``path`` on ``model``'s weights, started (exported and loaded)."""
+    from agents.engines.openvino import OpenVINOEngine
+
+    engine = OpenVINOEngine(
+        model,
+        eos,
+        kv_cache_precision="u8" if path == "openvino-u8kv" else "bf16",
+        weight_type="q8_0" if path == "openvino-q8" else "f16",
+        max_num_seqs=max_num_seqs,
+    )
+    engine.sync()
+    return engine
+
+
 def _peft(model: Any, seed: int) -> Any:
     from peft import LoraConfig, get_peft_model
 
@@ -259,17 +274,8 @@ def worker(model_name: str, path: str, args: argparse.Namespace) -> list[dict[st
         engine = _CT2(model, tokenizer, torch_gen.eos, Path(tempfile.mkdtemp(prefix="rrr-ct2-")))
         start_s = time.perf_counter() - started
     elif path != BASELINE:
-        from agents.engines.openvino import OpenVINOEngine
-
         started = time.perf_counter()
-        engine = OpenVINOEngine(
-            model,
-            torch_gen.eos,
-            kv_cache_precision="u8" if path == "openvino-u8kv" else "bf16",
-            weight_type="q8_0" if path == "openvino-q8" else "f16",
-            max_num_seqs=max(args.batches),
-        )
-        engine.sync()
+        engine = _openvino(path, model, torch_gen.eos, max(args.batches))
         start_s = time.perf_counter() - started
 
     def generate(batch: Sequence[list[int]], new_tokens: int, temperature: float, **kw: Any):
@@ -344,17 +350,8 @@ def worker(model_name: str, path: str, args: argparse.Namespace) -> list[dict[st
         engine = None
     if engine is not None:
         engine.close()
-        from agents.engines.openvino import OpenVINOEngine
-
         peft = _peft(model, seed=3)
-        engine = OpenVINOEngine(
-            peft,
-            torch_gen.eos,
-            kv_cache_precision="u8" if path == "openvino-u8kv" else "bf16",
-            weight_type="q8_0" if path == "openvino-q8" else "f16",
-            max_num_seqs=max(args.batches),
-        )
-        engine.sync()
+        engine = _openvino(path, peft, torch_gen.eos, max(args.batches))
         _perturb(peft, seed=4)  # an optimizer step
         started = time.perf_counter()
         rebuilt = engine.sync()
