@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agents.backends import asks_reflection
+from agents.backends import generate_by_phase
 from agents.rollout import Backend, Generation, SamplingParams, Tools
 from rrr_env.tasks.base import Message
 
@@ -54,26 +54,15 @@ class FixedReflectionBackend:
         tools: Sequence[Tools] | None = None,
     ) -> list[Generation]:
         """One response per conversation, in order: fixed for reflection requests."""
-        tools = list(tools) if tools is not None else [None] * len(conversations)
-        passed = [
-            k
-            for k, c in enumerate(conversations)
-            if not asks_reflection(c, self.reflection_request)
-        ]
-        generated = (
-            self.inner.generate(
-                [conversations[k] for k in passed], params, [tools[k] for k in passed]
-            )
-            if passed
-            else []
+
+        def fixed(batch: list[list[Message]], *_: object) -> list[Generation]:
+            return [
+                Generation(self.text, prompt_ids=[], completion_ids=[], stopped=True) for _ in batch
+            ]
+
+        return generate_by_phase(
+            conversations, params, tools, self.reflection_request, fixed, self.inner.generate
         )
-        out: list[Generation] = [
-            Generation(self.text, prompt_ids=[], completion_ids=[], stopped=True)
-            for _ in conversations
-        ]
-        for k, generation in zip(passed, generated, strict=True):
-            out[k] = generation
-        return out
 
 
 class CountingBackend:

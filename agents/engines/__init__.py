@@ -93,12 +93,6 @@ def make_engine(name: str, model: Any, tokenizer: Any, **options: Any) -> Any:
     return engine
 
 
-def _render(tokenizer: Any, conversations: Sequence[list[Message]], tools: Any) -> list[list[int]]:
-    from agents.backends import render_prompts
-
-    return render_prompts(tokenizer, conversations, tools)
-
-
 class EngineBackend:
     """A :class:`agents.rollout.Backend` over an engine's ``generate_ids``.
 
@@ -122,7 +116,9 @@ class EngineBackend:
         tools: Sequence[Tools] | None = None,
     ) -> list[Generation]:
         """One response per conversation, in order."""
-        prompts = _render(self.tokenizer, conversations, tools)
+        from agents.backends import render_prompts
+
+        prompts = render_prompts(self.tokenizer, conversations, tools)
         first = self._prompts
         self._prompts += len(prompts)
         seeds = None if self.seed is None else [self.seed + first + i for i in range(len(prompts))]
