@@ -54,6 +54,8 @@ from agents.grpo_reflect_config import (
     CPU_RECIPE_LEARNING_RATE,
     CREDIT_MODES,
     PAPER_LEARNING_RATE,
+    TRUNCATED_REFLECTIONS,
+    TRUNCATION_PENALTY,
     GRPOReflectConfig,
     apply_cpu_recipe,
     check_launch,
@@ -114,13 +116,20 @@ class ReflectRetryRollout:
         engine: ``"torch"`` (the trainer's generation) or an engine of
             :data:`agents.engines.ENGINES` that serves the policy's current weights (synced
             after every optimizer step); ignored with ``use_vllm``.
+        truncated_reflections: A reflection cut at the token limit: ``"keep"`` (trained as
+            any other), ``"mask"`` (``env_mask`` zeroes its completion's loss) or
+            ``"penalize"`` (its reward drops by :data:`TRUNCATION_PENALTY`); see
+            :data:`TRUNCATED_REFLECTIONS`.
 
     Returns from a call (TRL's contract): ``prompt_ids``, ``completion_ids`` and ``logprobs``,
     plus ``env_mask`` in ``reflection+retry`` mode and extra per-completion fields that TRL
     passes to the reward functions: ``retry_reward``, ``retry_reason``, ``reflection``,
     ``retry``, ``reflection_tokens``, ``retry_tokens``, ``reflection_stopped``,
-    ``group_draws`` (groups drawn for the completion's slot, 1 without resampling) and
-    ``group_uniform`` (whether its group's rewards are all equal).
+    ``group_draws`` (groups drawn for the completion's slot, 1 without resampling),
+    ``group_uniform`` (whether its group gives no gradient: equal trained rewards, or every
+    reflection cut under ``truncated_reflections="mask"``) and ``trained_reward`` (the
+    reward GRPO trains on: ``retry_reward`` less any truncation penalty). ``env_mask`` also
+    comes with ``truncated_reflections="mask"``.
     """
 
     def __init__(
@@ -141,7 +150,13 @@ class ReflectRetryRollout:
         sample_with_dropout: bool = False,
         adapter_scope: str = "all",
         engine: str = "torch",
+        truncated_reflections: str = "keep",
     ) -> None:
+        if truncated_reflections not in TRUNCATED_REFLECTIONS:
+            raise ValueError(
+                f"truncated_reflections must be one of {TRUNCATED_REFLECTIONS}, got "
+                f"{truncated_reflections!r}"
+            )
         if credit not in CREDIT_MODES:
             raise ValueError(f"credit must be one of {CREDIT_MODES}, got {credit!r}")
         if adapter_scope not in ADAPTER_SCOPES:
@@ -163,7 +178,10 @@ class ReflectRetryRollout:
         self.adapter_scope = adapter_scope
         self.engine = engine
         self._engine_generator: EngineGenerator | None = None
+        self.truncated_reflections = truncated_reflections
         self.last_batch: RolloutBatch | None = None
+        #: Groups of the latest call that give GRPO a gradient (see :meth:`groups_without_signal`).
+        self.last_groups_with_signal = 0
 
     def __call__(self, prompts: list[list[Message]], trainer: Any) -> dict[str, Any]:
         args = trainer.args
@@ -196,7 +214,7 @@ class ReflectRetryRollout:
             draws = [1] * (len(prompts) // group_size)
             rounds = self.resample_groups if trainer.model.training else 0
             for _ in range(rounds):
-                groups = uniform_groups(batch.rewards, group_size)
+                groups = self.groups_without_signal(batch, group_size)
                 if not groups:
                     break
                 taken = {prompt_key(p) for p in prompts}
@@ -209,11 +227,38 @@ class ReflectRetryRollout:
                     prompts[g * group_size : (g + 1) * group_size] = [prompt] * group_size
                     draws[g] += 1
         self.last_batch = batch
-        uniform = set(uniform_groups(batch.rewards, group_size))
+        uniform = set(self.groups_without_signal(batch, group_size))
+        self.last_groups_with_signal = len(batch.rewards) // group_size - len(uniform)
         output = self.to_trl(batch)
         output["group_draws"] = [draws[i // group_size] for i in range(len(batch.rewards))]
         output["group_uniform"] = [i // group_size in uniform for i in range(len(batch.rewards))]
         return output
+
+    def rewards(self, batch: RolloutBatch) -> list[float]:
+        """What GRPO trains on: the env's verdicts, less the truncation penalty if any."""
+        if self.truncated_reflections != "penalize":
+            return list(batch.rewards)
+        return [
+            reward - (0.0 if stopped else TRUNCATION_PENALTY)
+            for reward, stopped in zip(batch.rewards, batch.reflection_stopped, strict=True)
+        ]
+
+    def groups_without_signal(self, batch: RolloutBatch, group_size: int) -> list[int]:
+        """Groups (by position) that give GRPO no gradient.
+
+        Those whose trained rewards (:meth:`rewards`) are all equal, and under
+        ``truncated_reflections="mask"`` also those whose every reflection was cut (no token
+        of theirs carries loss).
+        """
+        without = set(uniform_groups(self.rewards(batch), group_size))
+        if self.truncated_reflections == "mask":
+            stopped = batch.reflection_stopped
+            without |= {
+                g
+                for g in range(len(stopped) // group_size)
+                if not any(stopped[g * group_size : (g + 1) * group_size])
+            }
+        return sorted(without)
 
     def draw(self, taken: set[str]) -> list[Message]:
         """A random failure prompt of the dataset, one not in ``taken`` while there are any.
@@ -355,7 +400,15 @@ class ReflectRetryRollout:
             "reflection_tokens": [len(ids) for ids in batch.reflection_ids],
             "retry_tokens": [len(ids) for ids in batch.retry_ids],
             "reflection_stopped": batch.reflection_stopped,
+            "trained_reward": self.rewards(batch),
         }
+        if self.truncated_reflections == "mask":
+            # A cut reflection's completion carries no loss (reflection and retry alike).
+            masks = env_mask or [[1] * len(ids) for ids in completion_ids]
+            env_mask = [
+                mask if stopped else [0] * len(mask)
+                for mask, stopped in zip(masks, batch.reflection_stopped, strict=True)
+            ]
         if env_mask is not None:
             output["env_mask"] = env_mask
         return output
@@ -370,6 +423,9 @@ def retry_success(
     **kwargs: Any,
 ) -> list[float]:
     """The RRR reward: 1.0 if the retry after the reflection was correct (the env's verdict).
+
+    Where the rollout passes ``trained_reward`` (its verdicts less a truncation penalty, see
+    ``--truncated_reflections``), that is returned instead; the metrics below log verdicts.
 
     Also logs ``rrr/retry_success``, ``rrr/reflection_tokens``, ``rrr/retry_tokens``,
     ``rrr/reflection_clipped`` (share of reflections cut at the token limit),
@@ -398,6 +454,8 @@ def retry_success(
         for name in ("reflection", "retry", "retry_reason"):
             if name in kwargs:
                 log_extra(name, list(kwargs[name]))
+    if kwargs.get("trained_reward") is not None:
+        return [float(r) for r in kwargs["trained_reward"]]
     return rewards
 
 
@@ -470,7 +528,7 @@ def collect_failures(args: GRPOReflectConfig, model: Any, tokenizer: Any) -> Any
         failures_per_query=args.failures_per_query,
         min_successes=args.min_successes,
         round_size=min(8, args.samples_per_query),
-        temperature=1.0,
+        temperature=args.collect_temperature,
         max_new_tokens=args.attempt_max_tokens,
         batch_size=args.rollout_batch_size or 64,
         seed=args.seed,
@@ -612,6 +670,7 @@ def build_trainer(
         sample_with_dropout=args.sample_with_dropout,
         adapter_scope=args.adapter_scope,
         engine=args.engine,
+        truncated_reflections=args.truncated_reflections,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
     trainer = GRPOTrainer(
@@ -636,7 +695,7 @@ def build_trainer(
     if skip is None:
         skip = unsupported is None
     if skip:
-        trainer.add_callback(SkipStepsWithoutSignal(rollout, args.num_generations))
+        trainer.add_callback(SkipStepsWithoutSignal(rollout))
     if args.adapter_scope == "reflection" and not hasattr(trainer.model, "disable_adapter"):
         raise ValueError(
             "--adapter_scope reflection needs a LoRA adapter to switch off for the retries; "
@@ -658,26 +717,28 @@ class SkipStepsWithoutSignal(TrainerCallback):
 
     Args:
         rollout: The trainer's rollout function; its latest training batch is judged.
-        group_size: GRPO group size (``num_generations``).
     """
 
-    def __init__(self, rollout: ReflectRetryRollout, group_size: int) -> None:
-        self.rollout, self.group_size = rollout, group_size
+    def __init__(self, rollout: ReflectRetryRollout) -> None:
+        self.rollout = rollout
         self.skipped = 0
         self._saved: tuple[dict[str, Any], list[float]] | None = None
 
     def has_signal(self) -> bool:
-        """Whether the latest batch, over all processes, has a group with reward variance."""
+        """Whether the latest batch, over all processes, has a group that gives a gradient.
+
+        A group gives one when its trained rewards differ (and, with masked truncated
+        reflections, one of its reflections finished): the rollout's
+        :meth:`ReflectRetryRollout.groups_without_signal`.
+        """
         import torch.distributed as dist
 
-        batch = self.rollout.last_batch
-        rewards = [] if batch is None else list(batch.rewards)
+        groups = self.rollout.last_groups_with_signal
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             parts: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, rewards)
-            rewards = [r for part in parts for r in part]
-        groups = len(rewards) // self.group_size
-        return len(uniform_groups(rewards, self.group_size)) < groups
+            dist.all_gather_object(parts, groups)
+            groups = sum(parts)
+        return groups > 0
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         self._saved = None
@@ -1178,6 +1239,8 @@ __all__ = [
     "GRPOReflectConfig",
     "ReflectRetryRollout",
     "SkipStepsWithoutSignal",
+    "TRUNCATED_REFLECTIONS",
+    "TRUNCATION_PENALTY",
     "TimeBudget",
     "apply_cpu_recipe",
     "build_trainer",

@@ -25,6 +25,15 @@ from agents.snapshots import check_marks
 #: Which completion tokens carry the GRPO loss.
 CREDIT_MODES = ("reflection", "reflection+retry")
 
+#: What a reflection cut at the token limit (no end-of-turn token) does in training: see
+#: ``--truncated_reflections``.
+TRUNCATED_REFLECTIONS = ("keep", "mask", "penalize")
+
+#: Subtracted from the reward of an episode whose reflection was cut, under
+#: ``--truncated_reflections penalize``: a retry that succeeded after a cut reflection earns
+#: 0, one that failed -1.
+TRUNCATION_PENALTY = 1.0
+
 
 def _default_bf16() -> bool:
     """bf16 autocast where it is fast: CUDA GPUs that support it, CPUs with AMX or AVX-512 BF16."""
@@ -164,6 +173,15 @@ class GRPOReflectConfig(GRPOConfig):
             re-synced after every optimizer step; ``pip install -e '.[cpu-engine]'``). An engine
             that cannot start warns once and the torch path runs. Not with ``--use_vllm``,
             ``--min_p``, ``--repetition_penalty`` or ``--generation_kwargs``.
+        truncated_reflections (`str`, defaults to `"keep"`): What a reflection cut at
+            ``max_completion_length`` (no end-of-turn token) does in training. ``"keep"``: it
+            is trained like any other (the paper). ``"mask"``: its tokens carry no loss
+            (DAPO's overlong filtering); its reward still counts in its group's mean and
+            standard deviation. ``"penalize"``: its episode's reward drops by
+            :data:`TRUNCATION_PENALTY` (a retry that succeeded after it earns 0, one that
+            failed -1), so a group whose retries all failed has a gradient toward reflections
+            that finish; dynamic sampling and ``skip_steps_without_signal`` judge these
+            rewards. ``rrr/retry_success`` logs the env's verdicts either way.
         sample_with_dropout (`bool`, defaults to `False`): Sample reflections and retries with
             the model in training mode, dropout (e.g. LoRA's) active, as TRL's own generation
             does. ``False`` switches the model to eval mode while generating (training mode is
@@ -178,6 +196,10 @@ class GRPOReflectConfig(GRPOConfig):
             ``<output_dir>/failures``, resumable). ``None``: collect iff no ``failures_path``.
         collect_n (`int`): Queries to sample first attempts on when collecting.
         samples_per_query (`int`): Most first attempts sampled per query (paper: 64).
+        collect_temperature (`float`, defaults to `1.0`): Sampling temperature of the first
+            attempts when collecting (the paper samples). ``0``: greedy attempts, the
+            failures that the greedy evaluation meets (one attempt per query, so
+            ``samples_per_query`` must be 1).
         failures_per_query (`int`): Failures kept per query.
         min_successes (`int`): Keep a query's failures only if at least this many of its
             sampled attempts were correct (0: every failed query, the paper).
@@ -350,6 +372,15 @@ class GRPOReflectConfig(GRPOConfig):
             "choices": list(ENGINES),
         },
     )
+    truncated_reflections: str = field(
+        default="keep",
+        metadata={
+            "help": "A reflection cut at the token limit in training: 'keep' (trained like any "
+            "other, the paper), 'mask' (its tokens carry no loss) or 'penalize' (its "
+            f"episode's reward drops by {TRUNCATION_PENALTY:g}).",
+            "choices": list(TRUNCATED_REFLECTIONS),
+        },
+    )
     sample_with_dropout: bool = field(
         default=False,
         metadata={
@@ -384,6 +415,13 @@ class GRPOReflectConfig(GRPOConfig):
         default=1, metadata={"help": "Most first attempts per query when collecting (paper: 64)."}
     )
     failures_per_query: int = field(default=1, metadata={"help": "Failures kept per query."})
+    collect_temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "Temperature of the first attempts when collecting (1: sampled, the paper; "
+            "0: greedy, the failures the greedy evaluation meets, with --samples_per_query 1)."
+        },
+    )
     min_successes: int = field(
         default=0,
         metadata={
@@ -465,6 +503,11 @@ class GRPOReflectConfig(GRPOConfig):
 
         if self.credit not in CREDIT_MODES:
             raise ValueError(f"--credit must be one of {CREDIT_MODES}, got {self.credit!r}")
+        if self.truncated_reflections not in TRUNCATED_REFLECTIONS:
+            raise ValueError(
+                f"--truncated_reflections must be one of {TRUNCATED_REFLECTIONS}, got "
+                f"{self.truncated_reflections!r}"
+            )
         if self.adapter_scope not in ADAPTER_SCOPES:
             raise ValueError(
                 f"--adapter_scope must be one of {ADAPTER_SCOPES}, got {self.adapter_scope!r}"
@@ -532,6 +575,13 @@ class GRPOReflectConfig(GRPOConfig):
             raise ValueError("need 1 <= --failures_per_query <= --samples_per_query")
         if not 0 <= self.min_successes < self.samples_per_query:
             raise ValueError("need 0 <= --min_successes < --samples_per_query")
+        if not self.collect_temperature >= 0:
+            raise ValueError(f"--collect_temperature must be >= 0, got {self.collect_temperature}")
+        if self.collect_temperature == 0 and self.samples_per_query > 1:
+            raise ValueError(
+                "--collect_temperature 0 repeats one greedy attempt per query; use "
+                "--samples_per_query 1"
+            )
         if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
             raise ValueError("--rollout_batch_size must be >= 1 or None")
         if self.resample_groups < 0:
@@ -582,6 +632,8 @@ class GRPOReflectConfig(GRPOConfig):
 __all__ = [
     "CPU_RECIPE_LEARNING_RATE",
     "CREDIT_MODES",
+    "TRUNCATED_REFLECTIONS",
+    "TRUNCATION_PENALTY",
     "PAPER_LEARNING_RATE",
     "GRPOReflectConfig",
     "apply_cpu_recipe",

@@ -308,3 +308,169 @@ def test_skipping_is_refused_where_it_cannot_skip(tokenizer, tmp_path):
     config.fp16 = True  # set after validation: fp16 needs a GPU here
     with pytest.raises(ValueError, match="cannot skip a step under --fp16"):
         build_trainer(config, tiny_model(), tokenizer, failures(config, 4))
+
+
+# -- issue 25, part 2: truncated reflections, greedy collection ------------------------------
+
+
+class CutScripted(Scripted):
+    """Reflections follow ``pattern`` within each group: ``(text, cut)`` per position; a cut
+    one fills the token limit without an end-of-turn token. Retries as :class:`Scripted`."""
+
+    def __init__(self, tokenizer, pattern) -> None:
+        super().__init__(tokenizer)
+        self.pattern = pattern
+
+    def __call__(self, prompt_ids, max_new_tokens, group_size):
+        if group_size == 1:
+            return super().__call__(prompt_ids, max_new_tokens, group_size)
+        out = []
+        for k in range(len(prompt_ids)):
+            text, cut = self.pattern[k % len(self.pattern)]
+            ids = self.encode(text)
+            if cut:  # the text repeated up to the limit, no end-of-turn token
+                ids = (ids[:-1] * max_new_tokens)[:max_new_tokens]
+            out.append(ids)
+        return out, None
+
+
+def train_scripted(tokenizer, tmp_path, pattern, **overrides):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = make_config(tmp_path, **overrides)
+    dataset = failures(config, 4)
+    model = tiny_model()
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    snapshots = Snapshots()
+    trainer = build_trainer(
+        config,
+        model,
+        tokenizer,
+        dataset,
+        callbacks=[snapshots],
+        generator_factory=lambda trainer: contextlib.nullcontext(CutScripted(tokenizer, pattern)),
+    )
+    trainer.train()
+    return trainer, initial, snapshots.after
+
+
+def rollout_batch(rewards, stopped):
+    from agents.reflection_rollout import RolloutBatch
+
+    n = len(rewards)
+    return RolloutBatch(
+        prompt_ids=[[1]] * n,
+        reflection_ids=[[2, 3] if s else [2, 2] for s in stopped],
+        retry_prompt_ids=[[4]] * n,
+        retry_ids=[[5]] * n,
+        reflections=["r"] * n,
+        retries=["a"] * n,
+        rewards=list(rewards),
+        reasons=["x"] * n,
+        reflection_logprobs=None,
+        retry_logprobs=None,
+        reflection_stopped=list(stopped),
+        retry_continues=[True] * n,
+    )
+
+
+@pytest.mark.parametrize("credit", ["reflection", "reflection+retry"])
+def test_truncated_reflections_change_the_rewards_or_masks_that_trl_receives(credit):
+    from agents.grpo_reflect import ReflectRetryRollout, retry_success
+
+    # Two groups of 2: (success after a cut reflection, failure) and (failure, failure cut).
+    batch = rollout_batch([1.0, 0.0, 0.0, 0.0], [False, True, True, False])
+    outputs = {}
+    for mode in ("keep", "mask", "penalize"):
+        rollout = ReflectRetryRollout(
+            lambda: None, [], retry_max_tokens=4, credit=credit, truncated_reflections=mode
+        )
+        outputs[mode] = (rollout.to_trl(batch), rollout.groups_without_signal(batch, 2))
+    keep, mask, penalize = (outputs[m][0] for m in ("keep", "mask", "penalize"))
+    assert keep["trained_reward"] == [1.0, 0.0, 0.0, 0.0] == keep["retry_reward"]
+    assert penalize["trained_reward"] == [0.0, 0.0, 0.0, -1.0]
+    assert penalize["retry_reward"] == [1.0, 0.0, 0.0, 0.0], "the env's verdicts stay"
+    assert mask["trained_reward"] == keep["trained_reward"]
+    # Under mask, a cut reflection's whole completion carries no loss.
+    lengths = [len(ids) for ids in mask["completion_ids"]]
+    assert [sum(m) for m in mask["env_mask"]][0:1] == [0]
+    assert [len(m) for m in mask["env_mask"]] == lengths
+    assert all(sum(m) > 0 for m in mask["env_mask"][1:3]) and sum(mask["env_mask"][3]) == 0
+    assert ("env_mask" in keep) is (credit != "reflection")
+    # Which groups give a gradient: kept, group 0 only; penalized, group 1 only (its success
+    # came after a cut reflection, its cut failure scores -1 against 0); masked, group 0,
+    # which still has a finished reflection.
+    assert outputs["keep"][1] == [1] and outputs["mask"][1] == [1]
+    assert outputs["penalize"][1] == [0]
+    # The reward function returns what GRPO trains on and logs the verdicts.
+    logged = {}
+    rewards = retry_success(
+        [None] * 4,
+        [None] * 4,
+        log_metric=logged.__setitem__,
+        **{k: v for k, v in penalize.items() if k not in ("prompt_ids", "completion_ids")},
+    )
+    assert rewards == [0.0, 0.0, 0.0, -1.0] and logged["rrr/retry_success"] == 0.25
+    assert logged["rrr/reflection_clipped"] == 0.5
+
+
+def test_masking_drops_groups_whose_every_reflection_was_cut():
+    from agents.grpo_reflect import ReflectRetryRollout
+
+    batch = rollout_batch([1.0, 0.0, 1.0, 0.0], [False, False, True, True])
+    rollout = ReflectRetryRollout(
+        lambda: None, [], retry_max_tokens=4, truncated_reflections="mask"
+    )
+    assert rollout.groups_without_signal(batch, 2) == [0]
+
+
+@pytest.mark.slow
+def test_a_penalty_gives_a_gradient_where_only_truncation_differs(tokenizer, tmp_path):
+    """Every retry succeeds; half the reflections are cut. Kept, no group has signal and the
+    steps are skipped; penalized, cut ones score 0 against 1 and every step updates."""
+    pattern = [(GOOD, False), (GOOD, True)]
+    kept, initial, after = train_scripted(tokenizer, tmp_path / "keep", pattern)
+    assert [h["rrr/skipped_steps"] for h in kept.state.log_history if "loss" in h] == [1, 2]
+    assert same(initial, after[2]["weights"])
+    penalized, initial, after = train_scripted(
+        tokenizer, tmp_path / "penalize", pattern, truncated_reflections="penalize"
+    )
+    logged = [h for h in penalized.state.log_history if "loss" in h]
+    assert [h["rrr/skipped_steps"] for h in logged] == [0, 0]
+    assert [h["rrr/retry_success"] for h in logged] == [1.0, 1.0]
+    assert [h["reward"] for h in logged] == [0.5, 0.5]
+    assert not same(initial, after[1]["weights"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["keep", "mask"])
+def test_masked_cut_reflections_carry_no_loss(tokenizer, tmp_path, mode):
+    """Every reflection is cut and the rewards vary: kept, the step moves the weights;
+    masked, no token carries loss, so even without skipping no weight moves."""
+    pattern = [(GOOD, True), (BAD, True)]
+    trainer, initial, after = train_scripted(
+        tokenizer,
+        tmp_path,
+        pattern,
+        truncated_reflections=mode,
+        skip_steps_without_signal=False,
+        max_steps=1,
+    )
+    assert same(initial, after[1]["weights"]) is (mode == "mask")
+
+
+def test_the_options_are_flags_and_bad_values_are_refused(tmp_path):
+    from trl import ModelConfig, TrlParser
+
+    parser = TrlParser((GRPOReflectConfig, ModelConfig))
+    defaults, _ = parser.parse_args_and_config([])
+    assert defaults.truncated_reflections == "keep" and defaults.collect_temperature == 1.0
+    args, _ = parser.parse_args_and_config(
+        ["--truncated_reflections", "mask", "--collect_temperature", "0"]
+    )
+    assert args.truncated_reflections == "mask" and args.collect_temperature == 0
+    with pytest.raises(ValueError, match="truncated_reflections must be one of"):
+        make_config(tmp_path, truncated_reflections="drop")
+    with pytest.raises(ValueError, match="--samples_per_query 1"):
+        make_config(tmp_path, collect_temperature=0.0, samples_per_query=4)
+    with pytest.raises(ValueError, match="collect_temperature must be >= 0"):
+        make_config(tmp_path, collect_temperature=-1.0)
