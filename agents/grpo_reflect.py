@@ -807,10 +807,19 @@ class TimeSnapshots(TrainerCallback):
         started: ``time.perf_counter()`` at the start of the budgeted work (e.g. collection).
         run_dir: The run's output folder.
         tokenizer: Saved with each snapshot.
+        spent: Training seconds spent before a resumed run's checkpoint: marks it passed were
+            taken by the earlier run.
     """
 
-    def __init__(self, marks: Sequence[float], started: float, run_dir: Path, tokenizer: Any):
-        self.schedule = SnapshotSchedule(marks, run_dir)
+    def __init__(
+        self,
+        marks: Sequence[float],
+        started: float,
+        run_dir: Path,
+        tokenizer: Any,
+        spent: float = 0.0,
+    ) -> None:
+        self.schedule = SnapshotSchedule(marks, run_dir, spent)
         self.started, self.tokenizer = started, tokenizer
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
@@ -822,6 +831,61 @@ class TimeSnapshots(TrainerCallback):
         model, step = kwargs["model"], state.global_step
         self.schedule.after(spent, final, model, self.tokenizer, adapter_scope=scope, step=step)
         return control
+
+
+#: In each checkpoint folder: the training wall time (collection included) spent until it was
+#: saved, so that a resumed run keeps counting ``max_minutes`` and ``snapshot_minutes``.
+SPENT_FILE = "rrr_train_seconds.json"
+
+
+class RecordSpentTime(TrainerCallback):
+    """Writes :data:`SPENT_FILE` into every checkpoint the trainer saves.
+
+    Args:
+        started: ``time.perf_counter()`` at the start of the budgeted work, moved back by the
+            seconds spent before a resumed checkpoint.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                spent = {"train_seconds": time.perf_counter() - self.started}
+                (folder / SPENT_FILE).write_text(json.dumps(spent) + "\n")
+        return control
+
+
+def resume_checkpoint(args: GRPOReflectConfig) -> tuple[str | None, float]:
+    """The checkpoint ``--resume_from_checkpoint`` names and the training seconds before it.
+
+    ``true`` / ``last`` / ``latest`` pick the newest ``checkpoint-N`` in ``output_dir``; a run
+    with none starts afresh (logged). A checkpoint without :data:`SPENT_FILE` (saved by another
+    tool) counts as 0 seconds spent, with a warning.
+
+    Raises:
+        ValueError: A named checkpoint folder does not exist.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    value = _resume_value(args.resume_from_checkpoint)
+    if value is None or value is False:
+        return None, 0.0
+    if value is True:
+        output = Path(args.output_dir)
+        value = get_last_checkpoint(str(output)) if output.is_dir() else None
+        if value is None:
+            logger.info("no checkpoint in %s to resume from: training starts afresh", output)
+            return None, 0.0
+    if not Path(value).is_dir():
+        raise ValueError(f"--resume_from_checkpoint: no checkpoint folder at {value}")
+    spent_file = Path(value) / SPENT_FILE
+    if not spent_file.is_file():
+        logger.warning("%s has no %s: its training time counts as 0", value, SPENT_FILE)
+        return str(value), 0.0
+    return str(value), float(json.loads(spent_file.read_text())["train_seconds"])
 
 
 def rank0_decision(flag: bool) -> bool:
@@ -894,7 +958,8 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
 
     Returns:
         ``{"before": metrics, "after": metrics, "train_seconds": ..., "steps": ...}``;
-        ``train_seconds`` covers collection and training (what ``max_minutes`` bounds), and
+        ``train_seconds`` covers collection and training (what ``max_minutes`` bounds; a run
+        resumed from a checkpoint adds the seconds spent before it), and
         ``"model"`` holds the trained model object (it is not written to ``result.json``).
     """
     from accelerate import PartialState
@@ -915,6 +980,7 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
         result = dry_run(args, model_args, model, tokenizer, state.num_processes)
         result["notes"] += [note] if note else []
         return result
+    checkpoint, spent_before = resume_checkpoint(args)
     model, tokenizer = load_policy(args, model_args, state.num_processes)
     started = time.perf_counter()
     if args.collect:
@@ -927,20 +993,21 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
     collect_seconds = time.perf_counter() - started
     before = evaluate_model(args, model, tokenizer, "before") if single else None
     peft_config = get_peft_config(model_args)
-    callbacks = []
-    # The budget covers collection and training, not the evaluation in between.
-    budget_start = time.perf_counter() - collect_seconds
+    # The budget covers collection and training, not the evaluation in between; a resumed
+    # run adds what its checkpoint had spent.
+    budget_start = time.perf_counter() - collect_seconds - spent_before
+    callbacks: list[Any] = [RecordSpentTime(budget_start)]
     if args.max_minutes is not None:
         callbacks.append(TimeBudget(args.max_minutes, budget_start))
     if args.snapshot_minutes:
-        marks = args.snapshot_minutes
-        callbacks.append(TimeSnapshots(marks, budget_start, Path(args.output_dir), tokenizer))
+        marks, run_dir = args.snapshot_minutes, Path(args.output_dir)
+        callbacks.append(TimeSnapshots(marks, budget_start, run_dir, tokenizer, spent_before))
     trainer = build_trainer(
         args, model, tokenizer, dataset, peft_config=peft_config, callbacks=callbacks
     )
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=_resume_value(args.resume_from_checkpoint))
-    train_seconds = collect_seconds + time.perf_counter() - started
+    trainer.train(resume_from_checkpoint=checkpoint)
+    train_seconds = spent_before + collect_seconds + time.perf_counter() - started
     logger.info(
         "trained %d steps in %.0f s; saving the model to %s",
         trainer.state.global_step,
@@ -1238,6 +1305,8 @@ __all__ = [
     "POLICY_FILE",
     "GRPOReflectConfig",
     "ReflectRetryRollout",
+    "SPENT_FILE",
+    "RecordSpentTime",
     "SkipStepsWithoutSignal",
     "TRUNCATED_REFLECTIONS",
     "TRUNCATION_PENALTY",
@@ -1249,6 +1318,7 @@ __all__ = [
     "dry_run_policy",
     "load_failures",
     "rank0_decision",
+    "resume_checkpoint",
     "main",
     "retry_success",
     "train",
