@@ -51,7 +51,8 @@ advantage and weight); ``eval_iter<N>_{rise,rrr}.jsonl`` (evaluation episodes of
 after ``N`` iterations, appended chunk by chunk); tensorboard events; and ``checkpoint/``
 (model or LoRA adapter, tokenizer, ``trainer_state.pt``); with ``--snapshot-minutes``,
 ``snapshots/<m>min/`` (the policy when training time first passed each mark). Every file
-is written as the run goes, and a killed run continues with ``--resume``.
+is written as the run goes, and a killed run continues with ``--resume`` (one whose
+``--max-minutes`` were spent by its checkpoint trains no further).
 """
 
 from __future__ import annotations
@@ -266,6 +267,14 @@ class Args:
             "preset problems greedily, at 512 18 of 100)."
         },
     )
+    retry_max_new_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Token limit of a response after a failed turn: the rollouts' retries, the "
+            "fresh best-of-N samples and the evaluations' retries (default: --max-new-tokens; "
+            "in evaluation, --eval-max-new-tokens)."
+        },
+    )
     batch_size: int = field(default=16, metadata={"help": "Conversations per generate call."})
     # -- advantages and weights ------------------------------------------------------------
     weighting: str = field(
@@ -379,6 +388,10 @@ class Args:
             raise ValueError(f"--eval-n must be >= 0 (0 disables evaluation), got {self.eval_n}")
         if self.eval_max_new_tokens is not None and self.eval_max_new_tokens < 1:
             raise ValueError("--eval-max-new-tokens must be >= 1")
+        if self.retry_max_new_tokens is not None and self.retry_max_new_tokens < 1:
+            raise ValueError(
+                f"--retry-max-new-tokens must be >= 1, got {self.retry_max_new_tokens}"
+            )
         if self.temperature <= 0 and self.samples_per_item > 1:
             raise ValueError(
                 "greedy decoding (--temperature 0) repeats one response, so --samples-per-item "
@@ -432,20 +445,27 @@ class Args:
         return {**self.env_kwargs_dict(), **options}
 
     def sampling(self) -> PhaseSampling:
-        """Sampling of training rollouts."""
-        return PhaseSampling.same(SamplingParams(self.max_new_tokens, self.temperature, self.top_p))
+        """Sampling of training rollouts (retries: ``--retry-max-new-tokens`` tokens)."""
+        answer = SamplingParams(self.max_new_tokens, self.temperature, self.top_p)
+        retry = SamplingParams(
+            self.retry_max_new_tokens or self.max_new_tokens, self.temperature, self.top_p
+        )
+        return PhaseSampling(attempt=answer, reflection=answer, retry=retry)
 
     def best_of_sampling(self) -> SamplingParams:
         """Sampling of the fresh best-of-N responses after a failed turn."""
         temperature = self.temperature
         if self.best_of_temperature is not None:
             temperature = self.best_of_temperature
-        return SamplingParams(self.max_new_tokens, temperature, self.top_p)
+        tokens = self.retry_max_new_tokens or self.max_new_tokens
+        return SamplingParams(tokens, temperature, self.top_p)
 
     def eval_sampling(self) -> PhaseSampling:
-        """Greedy decoding for evaluation."""
+        """Greedy decoding for evaluation (retries: ``--retry-max-new-tokens`` tokens)."""
         tokens = self.eval_max_new_tokens or self.max_new_tokens
-        return PhaseSampling.same(SamplingParams(tokens, temperature=0.0))
+        answer = SamplingParams(tokens, temperature=0.0)
+        retry = SamplingParams(self.retry_max_new_tokens or tokens, temperature=0.0)
+        return PhaseSampling(attempt=answer, reflection=answer, retry=retry)
 
 
 # -- 1. collect ----------------------------------------------------------------------------
@@ -1058,6 +1078,11 @@ def train(args: Args) -> TrainResult:
         del backend  # free its copy of the model before the next one is made
 
     for iteration in range(start_iteration, args.iterations + 1):
+        if args.max_minutes is not None and spent >= 60 * args.max_minutes:
+            # A resumed run whose budget was spent (killed after its last checkpoint).
+            logger.info("time budget (%.1f min) spent before: no more iterations", args.max_minutes)
+            iteration -= 1
+            break
         # -- 1. collect --------------------------------------------------------------------
         tick = time.perf_counter()
         backend = generation_backend(seed=args.seed * 1_000_003 + iteration)
@@ -1158,6 +1183,11 @@ def train(args: Args) -> TrainResult:
         # -- checkpoint --------------------------------------------------------------------
         spent += collect_seconds + update_seconds
         out_of_time = args.max_minutes is not None and spent >= 60 * args.max_minutes
+        final = out_of_time or iteration == args.iterations
+        # The snapshot before the checkpoint: a run killed between the two redoes this
+        # iteration from the previous checkpoint and retakes the snapshot, which it would
+        # count as taken if the checkpoint came first.
+        snapshots.after(spent, final, policy, tokenizer, iteration=iteration)
         if iteration % args.save_every == 0 or iteration == args.iterations or out_of_time:
             state = {
                 "iteration": iteration,
@@ -1166,8 +1196,6 @@ def train(args: Args) -> TrainResult:
                 "train_seconds": spent,
             }
             save_checkpoint(run_dir / CHECKPOINT, policy, tokenizer, optimizer, state)
-        final = out_of_time or iteration == args.iterations
-        snapshots.after(spent, final, policy, tokenizer, iteration=iteration)
         if out_of_time:
             logger.info(
                 "time budget (%.1f min) spent after iteration %d", args.max_minutes, iteration

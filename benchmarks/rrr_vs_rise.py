@@ -56,8 +56,23 @@ Learning curves: each trainer also saves its policy when its training time first
 ``--curve-points`` evenly spaced marks inside the budget (15 and 30 minutes of 45 by
 default); after the end point, each snapshot is evaluated with the same protocol, and the
 points go to the row's ``held_out_curve``. A seed's row is written once all its evaluations
-are done; a seed killed before that is trained again from the start (its stale episode files
-are removed first).
+are done.
+
+Resuming: a rerun of the same command continues where a killed one stopped. RRR-GRPO
+checkpoints every optimizer step (``<runs-dir>/<setting>/rrr_seed<s>/checkpoint-N``, LoRA
+adapter and optimizer state, the newest kept) and RISE-AWR every iteration (its newest run
+folder's ``checkpoint/``); a killed training resumes from its checkpoint and keeps counting
+the budget and the curve's marks from the training time recorded there. A training that
+finished writes ``trained.json`` in its run folder; a seed killed after that (during its
+evaluations) is not trained again: its saved policy and snapshots are evaluated, each
+evaluation resuming from its episode file. A seed's episode files are removed only when it
+trains (from scratch or from a checkpoint: evaluations start after training, so they came
+from another policy). A run folder made with other training options (RRR:
+``harness_options.json``; RISE: ``args.json``) is refused: pick another ``--runs-dir`` or
+delete the folder. Rows record the options that change results (``eval_dtype``,
+``eval_engine``, ``retry_max_tokens``; trained arms ``train_engine``; RRR rows
+``rrr_adapter_scope``, ``rrr_truncated_reflections``, ``rrr_collect_temperature``), and a
+run refuses to add rows made with other values.
 """
 
 from __future__ import annotations
@@ -104,6 +119,14 @@ gym.register_envs(rrr_env)
 CONTROL_ARMS = ("vanilla", "retry", "fixed_reflection", "best_of_2")
 TRAINED_ARMS = ("rrr", "rise")
 ARMS = CONTROL_ARMS + TRAINED_ARMS
+#: ``GRPOReflectConfig.truncated_reflections``'s choices (agents.grpo_reflect_config's, named
+#: here so that parsing the command line does not import TRL; a test checks they agree).
+TRUNCATED_REFLECTIONS = ("keep", "mask", "penalize")
+#: In a trained arm's run folder once its trainer returned: what the training cost (the row's
+#: training fields); a rerun evaluates the saved policy instead of training again.
+TRAINED_FILE = "trained.json"
+#: In RRR-GRPO's run folder: the trainer options it was made with (a resumed run must match).
+RRR_OPTIONS_FILE = "harness_options.json"
 EASY_COUNTDOWN = '{"num_count": 2, "number_range": [1, 20], "target_range": [1, 40]}'
 MEASURED_CODE = (
     "agents",
@@ -155,6 +178,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--eval-split", default="test")
     parser.add_argument("--eval-n", type=int, default=200)
     parser.add_argument("--attempt-max-tokens", type=int, default=256)
+    parser.add_argument(
+        "--retry-max-tokens",
+        type=int,
+        default=None,
+        help="token limit of retries, in both methods' training and every evaluation "
+        "(default: --attempt-max-tokens)",
+    )
     parser.add_argument("--reflection-max-tokens", type=int, default=128)
     parser.add_argument("--sample-temperature", type=float, default=1.0, help="best-of-2")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="both methods (LoRA)")
@@ -174,7 +204,28 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="generation engine of every held-out evaluation (openvino: pip install -e "
         "'.[cpu-engine]'; see benchmarks/results/engines.md)",
     )
+    parser.add_argument(
+        "--train-engine",
+        choices=ENGINES,
+        default="torch",
+        help="generation engine of both methods' training rollouts (RRR-GRPO's collection and "
+        "groups, RISE-AWR's rollouts and best-of-N), the same for both",
+    )
     parser.add_argument("--rrr-collect-n", type=int, default=32, help="queries for failures")
+    parser.add_argument(
+        "--rrr-collect-temperature",
+        type=float,
+        default=None,
+        help="temperature of the first attempts RRR-GRPO collects failures from (default: "
+        "GRPOReflectConfig's, 1.0; 0: greedy, with --rrr-samples-per-query 1)",
+    )
+    parser.add_argument(
+        "--rrr-truncated-reflections",
+        choices=TRUNCATED_REFLECTIONS,
+        default="keep",
+        help="RRR-GRPO's reflections cut at the token limit: trained as they are (keep), "
+        "without loss (mask), or with 1 subtracted from their reward (penalize)",
+    )
     parser.add_argument(
         "--rrr-samples-per-query", type=int, default=1, help="first attempts sampled per query"
     )
@@ -278,6 +329,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error(f"--budget-minutes must be > 0, got {args.budget_minutes}")
     if args.attempt_max_tokens < 1 or args.reflection_max_tokens < 1:
         parser.error("--attempt-max-tokens and --reflection-max-tokens must be >= 1")
+    if args.retry_max_tokens is not None and args.retry_max_tokens < 1:
+        parser.error(f"--retry-max-tokens must be an integer >= 1, got {args.retry_max_tokens}")
     try:
         json_object(args.env_kwargs, "--env-kwargs")
     except ValueError as error:
@@ -288,10 +341,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.attempt_max_tokens, args.reflection_max_tokens = 16, 8
         args.rrr_collect_n, args.rise_items = 4, 1
         args.runs_dir = QUICK_RESULTS / "rrr_vs_rise_runs"
-    for name in ("rrr_temperature", "rrr_retry_temperature", "rise_temperature", "rrr_beta"):
+    temperatures = ("rrr_temperature", "rrr_retry_temperature", "rise_temperature")
+    for name in (*temperatures, "rrr_beta", "rrr_collect_temperature"):
         value = getattr(args, name)
         if value is not None and not value >= 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if args.rrr_collect_temperature == 0 and args.rrr_samples_per_query > 1:
+        parser.error(
+            "--rrr-collect-temperature 0 repeats one greedy attempt per query; use "
+            "--rrr-samples-per-query 1"
+        )
     if args.eval_dtype is None:
         args.eval_dtype = "auto" if args.quick else "bfloat16"
     if args.eval_dtype == "auto":
@@ -351,6 +410,44 @@ def check_resume(args: argparse.Namespace) -> None:
             f"{', '.join(sorted(scopes))}; rerun with --rrr-adapter-scope {min(scopes)} or "
             "choose another --out-dir"
         )
+    # (row key, this run's value, the arms whose rows record it, the value of rows from before
+    # it was recorded, the option). Rows of arms this run does not evaluate are not compared.
+    recorded: list[tuple[str, Any, tuple[str, ...], Any, str]] = [
+        (
+            "retry_max_tokens",
+            retry_tokens(args),
+            ARMS,
+            args.attempt_max_tokens,
+            "--retry-max-tokens",
+        ),
+        ("train_engine", args.train_engine, TRAINED_ARMS, "torch", "--train-engine"),
+        (
+            "rrr_truncated_reflections",
+            args.rrr_truncated_reflections,
+            ("rrr",),
+            "keep",
+            "--rrr-truncated-reflections",
+        ),
+    ]
+    if "rrr" in args.arms and any(r.get("arm") == "rrr" for r in rows):
+        recorded.append(
+            (
+                "rrr_collect_temperature",
+                rrr_collect_temperature(args),
+                ("rrr",),
+                rrr_collect_temperature(None),
+                "--rrr-collect-temperature",
+            )
+        )
+    for key, value, arms, old, flag in recorded:
+        arms = tuple(a for a in arms if a in args.arms)
+        stored = {r.get(key, old) for r in rows if r.get("arm") in arms}
+        if stored - {value}:
+            values = ", ".join(map(str, sorted(stored, key=str)))
+            raise ValueError(
+                f"{args.out_dir / 'results.jsonl'} holds rows made with {flag} {values}; "
+                f"rerun with that value or choose another --out-dir"
+            )
 
 
 def setting_name(args: argparse.Namespace) -> str:
@@ -427,6 +524,16 @@ def arm_scores(arm: str, episodes: Sequence[Episode]) -> dict[str, Any]:
     }
 
 
+def eval_sampling(arm: str, args: argparse.Namespace) -> PhaseSampling:
+    """Token limits and temperature of ``arm``'s evaluation (greedy but ``best_of_2``)."""
+    temperature = args.sample_temperature if arm == "best_of_2" else 0.0
+    return PhaseSampling(
+        attempt=SamplingParams(args.attempt_max_tokens, temperature),
+        reflection=SamplingParams(args.reflection_max_tokens, temperature),
+        retry=SamplingParams(retry_tokens(args), temperature),
+    )
+
+
 def run_eval(
     arm: str,
     model: Any,
@@ -450,13 +557,7 @@ def run_eval(
     # Distinct problems: a generator's small problem space repeats items.
     indices = distinct_indices(lambda: gym.make(args.env, **options), args.eval_n)
     env = gym.make(args.env, **options)
-    temperature = args.sample_temperature if arm == "best_of_2" else 0.0
-    answer = SamplingParams(args.attempt_max_tokens, temperature)
-    sampling = PhaseSampling(
-        attempt=answer,
-        reflection=SamplingParams(args.reflection_max_tokens, temperature),
-        retry=answer,
-    )
+    sampling = eval_sampling(arm, args)
     backend: Any = make_backend(
         args.engine,
         model,
@@ -540,13 +641,34 @@ def load_eval_policy(arm: str, path: Path, args: argparse.Namespace) -> tuple[An
 # -- training ------------------------------------------------------------------------------
 
 
-def rrr_config(args: argparse.Namespace, seed: int) -> Any:
-    """The ``GRPOReflectConfig`` of RRR-GRPO's arm for ``seed``."""
-    from agents.grpo_reflect import GRPOReflectConfig
+def retry_tokens(args: argparse.Namespace) -> int:
+    """Token limit of retries: ``--retry-max-tokens``, by default ``--attempt-max-tokens``."""
+    return args.retry_max_tokens or args.attempt_max_tokens
 
+
+def rrr_collect_temperature(args: argparse.Namespace | None) -> float:
+    """RRR-GRPO's collection temperature: ``--rrr-collect-temperature`` or the config's default.
+
+    ``args`` ``None``: the default (what rows recorded before the option existed used).
+    """
+    value = None if args is None else args.rrr_collect_temperature
+    if value is not None:
+        return value
+    from agents.grpo_reflect_config import GRPOReflectConfig
+
+    return GRPOReflectConfig.__dataclass_fields__["collect_temperature"].default
+
+
+def rrr_run_dir(args: argparse.Namespace, seed: int) -> Path:
+    """RRR-GRPO's run folder (its ``output_dir``) for ``seed``."""
+    return args.runs_dir / setting_name(args) / f"rrr_seed{seed}"
+
+
+def rrr_options(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """The ``GRPOReflectConfig`` options of RRR-GRPO's arm for ``seed`` (JSON values)."""
     pass_size = 2 if args.rrr_num_generations % 2 == 0 else 1
-    return GRPOReflectConfig(
-        output_dir=str(args.runs_dir / setting_name(args) / f"rrr_seed{seed}"),
+    options = dict(
+        output_dir=str(rrr_run_dir(args, seed)),
         model=args.model,
         env_id=args.env,
         env_kwargs=json.dumps({**json.loads(args.env_kwargs), **reflect_options(args)}),
@@ -574,29 +696,203 @@ def rrr_config(args: argparse.Namespace, seed: int) -> Any:
         retry_temperature=args.rrr_retry_temperature,
         attempt_max_tokens=args.attempt_max_tokens,
         max_completion_length=args.reflection_max_tokens,
-        retry_max_tokens=args.attempt_max_tokens,
+        retry_max_tokens=retry_tokens(args),
         eval_n=0,
         report_to="none",
-        save_strategy="no",
+        # A checkpoint (LoRA adapter and optimizer state) after every optimizer step, the
+        # newest kept: a killed run resumes from it with the time it had spent.
+        save_strategy="steps",
+        save_steps=1,
+        save_total_limit=1,
+        resume_from_checkpoint="last",
         rollout_batch_size=args.batch_size,
         adapter_scope=args.rrr_adapter_scope,
-        # The config's own default (the paper's) unless --rrr-beta is given.
-        **({} if args.rrr_beta is None else {"beta": args.rrr_beta}),
+        engine=args.train_engine,
+        truncated_reflections=args.rrr_truncated_reflections,
+    )
+    # The config's own defaults (the paper's beta 0.001, collection at 1.0) unless given.
+    if args.rrr_beta is not None:
+        options["beta"] = args.rrr_beta
+    if args.rrr_collect_temperature is not None:
+        options["collect_temperature"] = args.rrr_collect_temperature
+    return options
+
+
+def rrr_model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """TRL ``ModelConfig`` options of RRR-GRPO's arm."""
+    return {
+        "dtype": "float32",
+        "use_peft": True,
+        "lora_r": args.lora_r,
+        "lora_alpha": args.lora_alpha,
+    }
+
+
+def rrr_config(args: argparse.Namespace, seed: int) -> Any:
+    """The ``GRPOReflectConfig`` of RRR-GRPO's arm for ``seed``."""
+    from agents.grpo_reflect import GRPOReflectConfig
+
+    return GRPOReflectConfig(**rrr_options(args, seed))
+
+
+def rise_options(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """The ``agents.rise_awr.Args`` options of RISE-AWR's arm for ``seed`` (JSON values)."""
+    return dict(
+        exp_name="rise",
+        seed=seed,
+        output_dir=str(args.runs_dir / setting_name(args)),
+        report_to="none",
+        env_id=args.env,
+        env_kwargs=args.env_kwargs,
+        train_split=args.train_split,
+        max_attempts=2,
+        model=args.model,
+        # Autocast where the device multiplies bf16 in hardware (as RRR-GRPO's trainer picks):
+        # on an AVX2-only CPU bf16 is 3.5x slower than fp32.
+        bf16=resolve_dtype("auto") == torch.bfloat16,
+        use_peft=True,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        iterations=100_000,  # the budget stops it
+        max_minutes=args.budget_minutes,
+        snapshot_minutes=curve_marks(args),
+        items_per_iteration=args.rise_items,
+        samples_per_item=args.rise_samples_per_item,
+        best_of=args.rise_best_of,
+        temperature=args.rise_temperature,
+        best_of_temperature=args.rise_best_of_temperature,
+        train_on_failures=args.rise_train_on_failures,
+        max_new_tokens=args.attempt_max_tokens,
+        retry_max_new_tokens=retry_tokens(args),
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        update_epochs=args.rise_update_epochs,
+        minibatch_size=8,
+        micro_batch_size=4,
+        eval_n=0,
+        engine=args.train_engine,
+        save_every=1,  # a killed run resumes from its last iteration
     )
 
 
+def rise_config(args: argparse.Namespace, seed: int, resume: Path | None = None) -> Any:
+    """The ``agents.rise_awr.Args`` of RISE-AWR's arm for ``seed``, resuming ``resume``."""
+    from agents.rise_awr import Args as RiseArgs
+
+    return RiseArgs(**rise_options(args, seed), resume=None if resume is None else str(resume))
+
+
+def rise_run_dirs(args: argparse.Namespace, seed: int) -> list[Path]:
+    """RISE-AWR's run folders of ``seed`` (``<env>__rise__<seed>__<time>``), oldest first."""
+    env_name = args.env.replace("/", "_")
+    folders = (args.runs_dir / setting_name(args)).glob(f"{env_name}__rise__{seed}__*")
+    stamped = [f for f in folders if f.is_dir() and f.name.rsplit("__", 1)[-1].isdigit()]
+    return sorted(stamped, key=lambda f: int(f.name.rsplit("__", 1)[-1]))
+
+
+def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The keys of ``wanted`` whose (JSON) value ``saved`` records otherwise."""
+    wanted = json.loads(json.dumps(wanted))
+    return sorted(k for k in wanted if k in saved and saved[k] != wanted[k])
+
+
+def _refuse(folder: Path, why: str) -> ValueError:
+    return ValueError(
+        f"{folder} {why}; it cannot be resumed by this command: pick another --runs-dir or "
+        "delete the folder"
+    )
+
+
+def run_state(arm: str, args: argparse.Namespace, seed: int) -> tuple[str, Path | None]:
+    """Where ``arm``'s training of ``seed`` stands in ``--runs-dir``, checked before it loads.
+
+    Returns:
+        ``("finished", run folder)`` (its trainer returned: :data:`TRAINED_FILE`),
+        ``("resume", checkpoint)`` (killed during training) or ``("fresh", None)``.
+
+    Raises:
+        ValueError: The run folder was made with other training options (or records none).
+    """
+    if arm == "rrr":
+        folder = rrr_run_dir(args, seed)
+        checkpoints = [
+            c for c in folder.glob("checkpoint-*") if c.is_dir() and c.name[11:].isdigit()
+        ]
+        finished = (folder / TRAINED_FILE).is_file()
+        options_file = folder / RRR_OPTIONS_FILE
+        wanted = {"config": rrr_options(args, seed), "model": rrr_model_options(args)}
+        if options_file.is_file():
+            saved = json.loads(options_file.read_text())
+            changed = _differences(saved["config"], wanted["config"])
+            changed += _differences(saved["model"], wanted["model"])
+            if changed:
+                raise _refuse(folder, f"was trained with other options ({', '.join(changed)})")
+        elif checkpoints or finished:
+            raise _refuse(folder, f"records no {RRR_OPTIONS_FILE}")
+        if finished:
+            return "finished", folder
+        if checkpoints:
+            return "resume", max(checkpoints, key=lambda c: int(c.name[11:]))
+        return "fresh", None
+    from agents.rise_awr import CHECKPOINT, TRAINER_STATE
+
+    for folder in reversed(rise_run_dirs(args, seed)):
+        finished = (folder / TRAINED_FILE).is_file()
+        checkpoint = folder / CHECKPOINT
+        if not (finished or (checkpoint / TRAINER_STATE).is_file()):
+            continue  # killed before its first checkpoint: nothing to resume
+        if not (folder / "args.json").is_file():
+            raise _refuse(folder, "records no args.json")
+        saved = json.loads((folder / "args.json").read_text())
+        changed = _differences(saved, rise_options(args, seed))
+        if changed:
+            raise _refuse(folder, f"was trained with other options ({', '.join(changed)})")
+        return ("finished", folder) if finished else ("resume", checkpoint)
+    return "fresh", None
+
+
+def check_runs(args: argparse.Namespace) -> None:
+    """Check every run folder this command would resume (:func:`run_state`), before loading."""
+    done = {(r["arm"], r["seed"]) for r in read_rows(args.out_dir / "results.jsonl")}
+    for seed in range(1, args.seeds + 1):
+        for arm in TRAINED_ARMS:
+            if arm in args.arms and (arm, seed) not in done:
+                run_state(arm, args, seed)
+
+
+def final_policy(arm: str, run_dir: Path) -> Path:
+    """Where a trained arm's final policy is saved in its run folder.
+
+    RRR-GRPO saves it in the folder (``trainer.save_model``); RISE-AWR's last checkpoint is
+    its final policy (saved at the end of its last iteration).
+    """
+    return run_dir if arm == "rrr" else run_dir / "checkpoint"
+
+
+def write_trained(run_dir: Path, trained: dict[str, Any]) -> None:
+    """:data:`TRAINED_FILE`, atomically: a kill leaves the old state or the new one."""
+    tmp = run_dir / (TRAINED_FILE + ".tmp")
+    tmp.write_text(json.dumps(trained, indent=1) + "\n")
+    tmp.replace(run_dir / TRAINED_FILE)
+
+
 def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """RRR-GRPO for the budget; returns the trained policy and what the run cost."""
+    """RRR-GRPO for the budget (resumed from its newest checkpoint, if any); returns the
+    trained policy and what the run cost."""
     from trl import ModelConfig
 
     from agents.grpo_reflect import train as grpo_train
 
+    state, _ = run_state("rrr", args, seed)
     config = rrr_config(args, seed)
-    model_args = ModelConfig(
-        dtype="float32", use_peft=True, lora_r=args.lora_r, lora_alpha=args.lora_alpha
-    )
+    model_args = ModelConfig(**rrr_model_options(args))
     run_dir = Path(config.output_dir)
-    shutil.rmtree(run_dir / "snapshots", ignore_errors=True)  # of a killed earlier run
+    if state == "fresh":
+        shutil.rmtree(run_dir / "snapshots", ignore_errors=True)  # of an older trajectory
+    # else: the snapshots taken before the kill belong to the resumed trajectory.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    options = {"config": rrr_options(args, seed), "model": rrr_model_options(args)}
+    (run_dir / RRR_OPTIONS_FILE).write_text(json.dumps(options, indent=1) + "\n")
     result = grpo_train(config, model_args)
     per_step = config.generation_batch_size
     history = [h for h in result["log_history"] if "rrr/retry_success" in h]
@@ -629,55 +925,29 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
 
 
 def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """RISE-AWR for the budget; returns the trained policy and what the run cost."""
-    from agents.rise_awr import Args as RiseArgs
+    """RISE-AWR for the budget (resumed from the seed's newest checkpoint, if any); returns
+    the trained policy and what the run cost."""
     from agents.rise_awr import train as rise_train
 
-    config = RiseArgs(
-        exp_name="rise",
-        seed=seed,
-        output_dir=str(args.runs_dir / setting_name(args)),
-        report_to="none",
-        env_id=args.env,
-        env_kwargs=args.env_kwargs,
-        train_split=args.train_split,
-        max_attempts=2,
-        model=args.model,
-        # Autocast where the device multiplies bf16 in hardware (as RRR-GRPO's trainer picks):
-        # on an AVX2-only CPU bf16 is 3.5x slower than fp32.
-        bf16=resolve_dtype("auto") == torch.bfloat16,
-        use_peft=True,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        iterations=100_000,  # the budget stops it
-        max_minutes=args.budget_minutes,
-        snapshot_minutes=curve_marks(args),
-        items_per_iteration=args.rise_items,
-        samples_per_item=args.rise_samples_per_item,
-        best_of=args.rise_best_of,
-        temperature=args.rise_temperature,
-        best_of_temperature=args.rise_best_of_temperature,
-        train_on_failures=args.rise_train_on_failures,
-        max_new_tokens=args.attempt_max_tokens,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        update_epochs=args.rise_update_epochs,
-        minibatch_size=8,
-        micro_batch_size=4,
-        eval_n=0,
-    )
+    state, checkpoint = run_state("rise", args, seed)
+    config = rise_config(args, seed, checkpoint if state == "resume" else None)
     result = rise_train(config)
-    rows = [
-        json.loads(line)
-        for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    tokens = sum(r.get("rollout/generated_tokens", 0) for r in rows)
+    # A run killed after logging an iteration but before checkpointing it logged that
+    # iteration twice: the resumed one counts.
+    rows: dict[int, dict[str, Any]] = {}
+    for line in (result.run_dir / "metrics.jsonl").read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn line from a kill
+        if "rollout/generated_tokens" in row and row["iteration"] <= result.iteration:
+            rows[row["iteration"]] = row
+    tokens = sum(r["rollout/generated_tokens"] for r in rows.values())
     return {
         "policy": result.policy,
         "tokenizer": result.tokenizer,
         "train_seconds": result.train_seconds,
-        "updates": int(sum(r.get("charts/optimizer_steps", 0) for r in rows)),
+        "updates": int(sum(r.get("charts/optimizer_steps", 0) for r in rows.values())),
         "iterations": result.iteration,
         "train_bf16": config.bf16,
         "train_generated_tokens": round(tokens),
@@ -1124,8 +1394,9 @@ def render(
         f"{args.lora_r} / alpha {args.lora_alpha}, learning rate {args.learning_rate:g} "
         "(constant) for both. Evaluation: greedy, the first "
         f"{args.eval_n} distinct problems of the `{args.eval_split}` split, "
-        f"{args.attempt_max_tokens} tokens "
-        f"per answer, {args.reflection_max_tokens} per reflection, every model merged and cast "
+        f"{args.attempt_max_tokens} tokens per answer"
+        + (f" ({retry_tokens(args)} per retry, also in training)" if args.retry_max_tokens else "")
+        + f", {args.reflection_max_tokens} per reflection, every model merged and cast "
         f"to {args.eval_dtype}"
         + (
             ", except RRR-GRPO's LoRA adapter, trained and used for reflections only "
@@ -1143,6 +1414,27 @@ def render(
         + (
             f" Generation engine of every evaluation: {engine} (`--engine`)."
             if (engine := rows[-1].get("eval_engine", "torch")) != "torch"
+            else ""
+        )
+        + (
+            f" Generation engine of both methods' training rollouts: {args.train_engine} "
+            "(`--train-engine`)."
+            if args.train_engine != "torch"
+            else ""
+        )
+        + (
+            " RRR-GRPO's reflections cut at the token limit are trained "
+            + {"mask": "without loss", "penalize": "with 1 subtracted from their reward"}[
+                args.rrr_truncated_reflections
+            ]
+            + f" (`--rrr-truncated-reflections {args.rrr_truncated_reflections}`)."
+            if args.rrr_truncated_reflections != "keep"
+            else ""
+        )
+        + (
+            f" RRR-GRPO collected its failures at temperature {args.rrr_collect_temperature:g} "
+            "(`--rrr-collect-temperature`)."
+            if args.rrr_collect_temperature is not None
             else ""
         ),
         "",
@@ -1320,7 +1612,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     if args.render_only:
         return render_only(args.out_dir)
-    preflight(lambda: (check_arms(args), check_resume(args)))
+    preflight(lambda: (check_arms(args), check_resume(args), check_runs(args)))
     command = command_line("benchmarks.rrr_vs_rise", argv)
     out = args.out_dir
     (out / "episodes").mkdir(parents=True, exist_ok=True)
@@ -1335,6 +1627,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         "eval_n": args.eval_n,
         "eval_dtype": args.eval_dtype,
         "eval_engine": args.engine,
+        "retry_max_tokens": retry_tokens(args),
         "command": command,
         **reflect_options(args),
     }
@@ -1362,30 +1655,36 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         for arm, trainer in (("rrr", train_rrr), ("rise", train_rise)):
             if arm not in args.arms or (arm, seed) in done:
                 continue
-            # Episodes of a seed killed before its row was written came from a model that
-            # is gone: this seed trains again from the start.
-            stale = [episodes(arm, seed), *(out / "episodes").glob(f"{arm}__seed{seed}__*")]
-            for path in stale:
-                path.unlink(missing_ok=True)
-            trained = trainer(args, seed)
-            policy, tokenizer = trained.pop("policy"), trained.pop("tokenizer")
-            scope = "all"
-            if arm == "rrr":
-                # The saved policy, as its rrr_policy.json says (an adapter for reflections
-                # only stays unmerged); the same weights as the trainer's.
-                del policy
-                gc.collect()
-                model, tokenizer, scope = load_eval_policy(arm, Path(trained["run_dir"]), args)
-                trained["rrr_adapter_scope"] = scope
+            state, where = run_state(arm, args, seed)
+            if state == "finished":
+                # Killed during its evaluations: the saved policy and snapshots are evaluated,
+                # each evaluation resuming from its episode file.
+                trained = json.loads((where / TRAINED_FILE).read_text())
+                print(f"{arm} seed {seed}: trained in {where}; evaluating what is missing")
             else:
-                model = eval_model(policy, args)
-                del policy
-            gc.collect()  # the trainer's reference cycles hold gigabytes until collected
+                # Evaluations start once training finished: episodes of a seed that trains
+                # (afresh or from a checkpoint) came from another policy.
+                stale = [episodes(arm, seed), *(out / "episodes").glob(f"{arm}__seed{seed}__*")]
+                for path in stale:
+                    path.unlink(missing_ok=True)
+                trained = trainer(args, seed)
+                del trained["policy"], trained["tokenizer"]
+                gc.collect()  # the trainer's reference cycles hold gigabytes until collected
+                write_trained(Path(trained["run_dir"]), trained)
+            run_dir = Path(trained["run_dir"])
+            # The saved policy, as its rrr_policy.json says (an adapter for reflections only
+            # stays unmerged), the same weights as the trainer's: a rerun evaluates the same.
+            model, tokenizer, scope = load_eval_policy(arm, final_policy(arm, run_dir), args)
+            fields = {"train_engine": args.train_engine}
+            if arm == "rrr":
+                fields["rrr_adapter_scope"] = scope
+                fields["rrr_truncated_reflections"] = args.rrr_truncated_reflections
+                fields["rrr_collect_temperature"] = rrr_collect_temperature(args)
             scores = run_eval(arm, model, tokenizer, args, episodes(arm, seed), seed, scope)
             del model
             gc.collect()
-            curve = held_out_curve(arm, seed, Path(trained["run_dir"]), args, out / "episodes")
-            finish(arm, seed, {**trained, **scores, "held_out_curve": curve})
+            curve = held_out_curve(arm, seed, run_dir, args, out / "episodes")
+            finish(arm, seed, {**trained, **fields, **scores, "held_out_curve": curve})
     if rows:
         write_report(rows, args, command, out)
         print((out / "report.md").read_text())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
 import torch
 
+import benchmarks.rrr_vs_rise as harness
 import rrr_env
 from agents import models
 from agents.controls import GENERIC_REFLECTION
@@ -18,10 +20,14 @@ from benchmarks.rrr_vs_rise import (
     ARMS,
     MEASURED_CODE,
     PACKAGES,
+    RRR_OPTIONS_FILE,
+    TRAINED_FILE,
+    TRUNCATED_REFLECTIONS,
     Evidence,
     arm_scores,
     curve_marks,
     episode_outcomes,
+    eval_sampling,
     gain_split_lines,
     held_out_curve,
     main,
@@ -29,7 +35,14 @@ from benchmarks.rrr_vs_rise import (
     protocol,
     reflect_options,
     render,
+    rise_config,
+    rise_options,
+    rise_run_dirs,
     rrr_config,
+    rrr_model_options,
+    rrr_options,
+    rrr_run_dir,
+    run_state,
     sign_test,
 )
 from rrr_env.tasks.countdown_solver import solve
@@ -130,12 +143,19 @@ def test_sign_test_by_hand():
         (["--rrr-groups-per-step", "0"], "--rrr-groups-per-step must be an integer >= 1"),
         (["--rrr-beta", "-0.1"], "--rrr-beta must be >= 0"),
         (["--rrr-adapter-scope", "retry"], "invalid choice"),
+        (["--train-engine", "vllm"], "invalid choice"),
+        (["--rrr-truncated-reflections", "drop"], "invalid choice"),
+        (["--rrr-collect-temperature", "-1"], "--rrr-collect-temperature must be >= 0"),
+        (["--rrr-collect-temperature", "0", "--rrr-samples-per-query", "4"], "per-query 1"),
+        (["--retry-max-tokens", "0"], "--retry-max-tokens must be an integer >= 1"),
     ],
 )
 def test_bad_command_lines_fail_clearly(argv, message, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stopped:
         parse_args(argv)
-    assert message in capsys.readouterr().err
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("groups, size", [(1, 8), (4, 8), (3, 5)])
@@ -275,6 +295,33 @@ def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path)
     again = main(argv)
     key = lambda r: (r["arm"], r["seed"], r["first_try"], r["second_try"])  # noqa: E731
     assert sorted(map(key, again)) == sorted(map(key, rows)), "a rerun finds every arm done"
+
+    # Killed during the trained arms' evaluations: their trainings finished (trained.json),
+    # their rows are missing, the RRR evaluation wrote one of its two episodes.
+    for arm in ("rrr", "rise"):
+        trained = json.loads((Path(by_arm[arm]["run_dir"]) / TRAINED_FILE).read_text())
+        assert trained["train_seconds"] == by_arm[arm]["train_seconds"]
+        assert "policy" not in trained and "tokenizer" not in trained
+    kept = [r for r in again if r["arm"] not in ("rrr", "rise")]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    rrr_episodes = out / "episodes" / "rrr__seed1.jsonl"
+    first_episode = rrr_episodes.read_text().splitlines()[0]
+    rrr_episodes.write_text(first_episode + "\n")
+
+    def no_training(args, seed):
+        raise AssertionError("a finished training was redone")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness, "train_rrr", no_training)
+        patch.setattr(harness, "train_rise", no_training)
+        resumed = {r["arm"]: r for r in main(argv)}
+    for arm in ("rrr", "rise"):
+        for field in ("train_seconds", "updates", "train_generated_tokens", "run_dir"):
+            assert resumed[arm][field] == by_arm[arm][field], (arm, field)
+        assert resumed[arm]["items"] == 2
+    assert key(resumed["rise"]) == key(by_arm["rise"]), "its finished evaluation was read back"
+    lines = rrr_episodes.read_text().splitlines()
+    assert lines[0] == first_episode and len(lines) == 2, "the episode file was resumed"
 
 
 def test_curve_marks_split_the_budget_evenly():
@@ -452,3 +499,196 @@ def test_retry_context_reaches_only_the_episodes_with_a_reflection():
     row["eval_generated_tokens"] = 1
     assert "`--retry-context reflection`" in render([row], args, "cmd")
     assert "--retry-context" not in render([row], parse_args([]), "cmd")
+
+
+def test_new_options_reach_both_trainers_and_the_evaluation(tmp_path):
+    runs = ["--runs-dir", str(tmp_path)]
+    args = parse_args(runs)
+    config, rise = rrr_config(args, seed=1), rise_config(args, seed=1)
+    assert config.engine == rise.engine == "torch"
+    assert config.truncated_reflections == "keep" and config.collect_temperature == 1.0
+    # Without --retry-max-tokens, retries keep the attempts' limit everywhere.
+    assert config.retry_max_tokens == rise.sampling().retry.max_new_tokens == 256
+    assert rise.best_of_sampling().max_new_tokens == eval_sampling("rrr", args).retry.max_new_tokens
+    # RRR-GRPO checkpoints every step (the newest kept) and resumes from the newest.
+    assert (config.save_steps, config.save_total_limit) == (1, 1)
+    assert config.save_strategy == "steps" and config.resume_from_checkpoint == "last"
+    assert rise.save_every == 1 and rise.resume is None
+    argv = [*runs, "--train-engine", "openvino", "--rrr-truncated-reflections", "penalize"]
+    argv += ["--rrr-collect-temperature", "0", "--retry-max-tokens", "40"]
+    args = parse_args(argv)
+    config, rise = rrr_config(args, seed=1), rise_config(args, seed=1)
+    assert config.engine == rise.engine == "openvino"
+    assert config.truncated_reflections == "penalize" and config.collect_temperature == 0.0
+    assert config.retry_max_tokens == 40 and config.attempt_max_tokens == 256
+    assert rise.sampling().retry.max_new_tokens == rise.best_of_sampling().max_new_tokens == 40
+    assert rise.sampling().attempt.max_new_tokens == 256
+    for arm in ("vanilla", "retry", "rrr", "rise"):
+        sampling = eval_sampling(arm, args)
+        assert (sampling.attempt.max_new_tokens, sampling.retry.max_new_tokens) == (256, 40)
+    report = render([quick_row("rrr")], args, "cmd")
+    assert "(40 per retry, also in training)" in report and "`--train-engine`" in report
+    assert "`--rrr-truncated-reflections penalize`" in report
+    assert "`--rrr-collect-temperature`" in report
+    plain = render([quick_row("rrr")], parse_args(runs), "cmd")
+    assert "per retry" not in plain and "--train-engine" not in plain
+
+
+def test_the_harness_names_the_trainers_truncation_choices():
+    from agents.grpo_reflect_config import TRUNCATED_REFLECTIONS as CONFIG_CHOICES
+
+    assert TRUNCATED_REFLECTIONS == CONFIG_CHOICES
+
+
+def quick_row(arm: str, **fields) -> dict:
+    row = {"arm": arm, "seed": 1, "machine": machine_info(MEASURED_CODE, PACKAGES), "items": 1}
+    row.update(first_try=0.0, second_try=0.0, solved_second=[], eval_generated_tokens=1)
+    return {**row, **fields}
+
+
+@pytest.mark.parametrize(
+    "row, argv, message",
+    [
+        # Rows from before retry_max_tokens was recorded retried with the attempts' limit.
+        ({"arm": "vanilla", "seed": 0}, ["--retry-max-tokens", "99"], "--retry-max-tokens 256"),
+        ({"arm": "rise", "seed": 1, "train_engine": "openvino"}, [], "--train-engine openvino"),
+        ({"arm": "rrr", "seed": 1}, ["--train-engine", "openvino"], "--train-engine torch"),
+        (
+            {"arm": "rrr", "seed": 1, "rrr_truncated_reflections": "mask"},
+            [],
+            "--rrr-truncated-reflections mask",
+        ),
+        ({"arm": "rrr", "seed": 1}, ["--rrr-collect-temperature", "0"], "temperature 1.0"),
+    ],
+)
+def test_a_run_refuses_rows_made_with_other_result_changing_options(
+    tmp_path, capsys, row, argv, message
+):
+    (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), *argv])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 1, "nothing appended"
+
+
+def test_rows_of_arms_a_run_does_not_train_are_not_compared(tmp_path):
+    from benchmarks.rrr_vs_rise import check_resume
+
+    row = {"arm": "rise", "seed": 1, "train_engine": "openvino"}
+    (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    check_resume(parse_args(["--out-dir", str(tmp_path), "--arms", "vanilla", "rrr"]))
+
+
+def test_run_folders_resume_from_their_newest_checkpoint_and_refuse_other_options(tmp_path, capsys):
+    runs = ["--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
+    args = parse_args([*runs, "--arms", "rrr", "rise"])
+    assert run_state("rrr", args, 1) == run_state("rise", args, 1) == ("fresh", None)
+    # RRR-GRPO: the newest checkpoint-N of the run folder, which records its options.
+    folder = rrr_run_dir(args, 1)
+    for step in (3, 12):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+    options = {"config": rrr_options(args, 1), "model": rrr_model_options(args)}
+    (folder / RRR_OPTIONS_FILE).write_text(json.dumps(options))
+    assert run_state("rrr", args, 1) == ("resume", folder / "checkpoint-12")
+    (folder / TRAINED_FILE).write_text("{}")
+    assert run_state("rrr", args, 1) == ("finished", folder)
+    # RISE-AWR: the seed's newest run folder with a checkpoint (or a finished training).
+    setting = folder.parent
+    for stamp in (100, 200, 300):
+        run = setting / f"rrr_Countdown-v0__rise__1__{stamp}"
+        run.mkdir()
+        (run / "args.json").write_text(json.dumps({**rise_options(args, 1), "resume": None}))
+        if stamp < 300:  # the last one was killed before its first checkpoint
+            (run / "checkpoint").mkdir()
+            (run / "checkpoint" / "trainer_state.pt").write_bytes(b"")
+    (setting / "rrr_Countdown-v0__rise__2__400").mkdir()  # another seed's
+    assert [f.name[-3:] for f in rise_run_dirs(args, 1)] == ["100", "200", "300"]
+    newest = setting / "rrr_Countdown-v0__rise__1__200"
+    assert run_state("rise", args, 1) == ("resume", newest / "checkpoint")
+    assert rise_config(args, 1, newest / "checkpoint").resume == str(newest / "checkpoint")
+
+    # The same folders under other options: refused before any model loads, in one line.
+    other = [*runs, "--arms", "rrr", "--learning-rate", "1e-5"]
+    for arms, changed in ((["rrr"], "learning_rate"), (["rise"], "learning_rate")):
+        argv = [*runs, "--arms", *arms, "--learning-rate", "1e-5"]
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert changed in err and "pick another --runs-dir or delete the folder" in err
+        assert len(err.splitlines()) == 1
+    with pytest.raises(ValueError, match="max_minutes"):
+        run_state("rrr", parse_args([*runs, "--budget-minutes", "99"]), 1)
+    with pytest.raises(ValueError, match="engine"):
+        run_state("rise", parse_args([*runs, "--train-engine", "openvino"]), 1)
+    assert run_state("rrr", parse_args(other), 2) == ("fresh", None), "another seed"
+    # A checkpoint without the options it was made with is not resumed either.
+    (folder / RRR_OPTIONS_FILE).unlink()
+    with pytest.raises(ValueError, match=RRR_OPTIONS_FILE):
+        run_state("rrr", args, 1)
+
+
+class Killed(Exception):
+    """Stands for the end of a session, which kills the run."""
+
+
+def test_a_run_killed_during_training_resumes_from_its_checkpoints(tmp_path, monkeypatch):
+    import torch as torch_
+
+    from agents import grpo_reflect, rise_awr
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["--quick", "--arms", "rrr", "rise", "--rise-train-on-failures"]
+    argv += ["--out-dir", str(out), "--runs-dir", str(runs)]
+    args = parse_args(argv)
+    save = grpo_reflect.RecordSpentTime.on_save
+
+    def killed_after_saving(self, *a, **k):
+        save(self, *a, **k)
+        raise Killed
+
+    # 1. RRR-GRPO is killed once its first checkpoint is written.
+    monkeypatch.setattr(grpo_reflect.RecordSpentTime, "on_save", killed_after_saving)
+    with pytest.raises(Killed):
+        main(argv)
+    folder = rrr_run_dir(args, 1)
+    (checkpoint,) = folder.glob("checkpoint-*")
+    spent = json.loads((checkpoint / grpo_reflect.SPENT_FILE).read_text())["train_seconds"]
+    assert spent > 0 and not (folder / TRAINED_FILE).exists()
+    assert not (out / "results.jsonl").exists()
+    size = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
+    print(f"RRR checkpoint of smollm2-135m (LoRA r 16): {size / 2**20:.1f} MiB")
+
+    # 2. The rerun resumes it (and RISE-AWR is killed once its first checkpoint is written).
+    monkeypatch.setattr(grpo_reflect.RecordSpentTime, "on_save", save)
+    resumed = []
+    find = grpo_reflect.resume_checkpoint
+    monkeypatch.setattr(
+        grpo_reflect, "resume_checkpoint", lambda a: resumed.append(find(a)) or resumed[-1]
+    )
+    save_rise = rise_awr.save_checkpoint
+
+    def rise_killed(*a, **k):
+        save_rise(*a, **k)
+        raise Killed
+
+    monkeypatch.setattr(rise_awr, "save_checkpoint", rise_killed)
+    with pytest.raises(Killed):
+        main(argv)
+    assert resumed == [(str(checkpoint), spent)], "resumed with the time spent before"
+    (rrr,) = harness.read_rows(out / "results.jsonl")
+    assert rrr["arm"] == "rrr" and rrr["run_dir"] == str(folder)
+    assert rrr["updates"] > int(checkpoint.name.split("-")[1]), "it went on from the checkpoint"
+    assert rrr["train_seconds"] > spent, "the killed run's time counts"
+    assert rrr["curve"][0]["step"] == 1, "the killed run's logged step is kept"
+    (rise_run,) = rise_run_dirs(args, 1)
+    rise_spent = torch_.load(rise_run / "checkpoint" / "trainer_state.pt")["train_seconds"]
+
+    # 3. The next rerun resumes RISE-AWR's run folder; RRR's row is kept.
+    monkeypatch.setattr(rise_awr, "save_checkpoint", save_rise)
+    rows = main(argv)
+    assert [r["arm"] for r in rows] == ["rrr", "rise"] and rows[0] == rrr
+    assert rise_run_dirs(args, 1) == [rise_run], "no new run folder"
+    assert rows[1]["run_dir"] == str(rise_run) and rows[1]["iterations"] >= 1
+    assert rows[1]["train_seconds"] >= rise_spent
