@@ -696,6 +696,7 @@ def build_trainer(
         skip = unsupported is None
     if skip:
         trainer.add_callback(SkipStepsWithoutSignal(rollout))
+    trainer.add_callback(StepChanges(rollout, args.num_generations))  # after the skip
     if args.adapter_scope == "reflection" and not hasattr(trainer.model, "disable_adapter"):
         raise ValueError(
             "--adapter_scope reflection needs a LoRA adapter to switch off for the retries; "
@@ -768,6 +769,138 @@ class SkipStepsWithoutSignal(TrainerCallback):
             if state.log_history and state.log_history[-1].get("step") == state.global_step:
                 state.log_history[-1]["rrr/skipped_steps"] = self.skipped
         return control
+
+
+class StepChanges(TrainerCallback):
+    """What each optimizer step changed, logged one line per step and kept in ``records``.
+
+    Per step: the GRPO groups of its batch and how many had reward variance (gave a gradient:
+    :meth:`ReflectRetryRollout.groups_without_signal`), the loss and
+    gradient norm the trainer logged, the learning rate the optimizer stepped with, whether
+    the step was skipped (:class:`SkipStepsWithoutSignal` dropped its gradients), and the
+    relative change of the trainable weights, ``||W_after - W_before|| / ||W_before||`` over
+    all of them (for a LoRA adapter: its A and B matrices). The weight change is ``None``
+    where the trainable weights are over ``max_tracked`` parameters (a copy would cost their
+    memory: a full fine-tune) or sharded (DeepSpeed ZeRO-3). Also the step's wall time
+    (generation, loss and update). Register it after :class:`SkipStepsWithoutSignal`.
+
+    Args:
+        rollout: The trainer's rollout function; its latest training batch is the step's.
+        group_size: GRPO group size (``num_generations``).
+        max_tracked: Most trainable parameters whose change is measured.
+    """
+
+    def __init__(
+        self, rollout: ReflectRetryRollout, group_size: int, max_tracked: int = 50_000_000
+    ) -> None:
+        self.rollout, self.group_size, self.max_tracked = rollout, group_size, max_tracked
+        self.records: list[dict[str, Any]] = []
+        self._before: list[torch.Tensor] | None = None
+        self._started = time.perf_counter()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._started = time.perf_counter()
+        return control
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.records and self.records[-1]["step"] == state.global_step:
+            self.records[-1]["seconds"] = round(time.perf_counter() - self._started, 1)
+        return control
+
+    @staticmethod
+    def _trainable(model: Any) -> list[torch.Tensor]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        params = self._trainable(kwargs["model"])
+        batch = self.rollout.last_batch
+        rewards = [] if batch is None else list(batch.rewards)
+        groups = len(rewards) // self.group_size
+        with_signal = getattr(self.rollout, "last_groups_with_signal", None)
+        if with_signal is None:
+            with_signal = groups - len(uniform_groups(rewards, self.group_size))
+        self.records.append(
+            {
+                "step": state.global_step + 1,
+                "groups": groups,
+                "groups_with_variance": with_signal,
+                "retry_success": sum(rewards) / len(rewards) if rewards else None,
+                "loss": None,
+                "grad_norm": None,
+                "learning_rate": float(kwargs["optimizer"].param_groups[0]["lr"]),
+                "skipped": all(p.grad is None for p in params),
+                "weight_change": None,
+                "seconds": None,
+            }
+        )
+        sizes = [p.numel() for p in params]
+        self._before = None
+        if 0 not in sizes and 0 < sum(sizes) <= self.max_tracked:
+            self._before = [p.detach().clone() for p in params]
+        return control
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self._before is not None and self.records:
+            params = self._trainable(kwargs["model"])
+            moved = sum(
+                float((p.detach().float() - b.float()).pow(2).sum())
+                for p, b in zip(params, self._before, strict=True)
+            )
+            norm = sum(float(b.float().pow(2).sum()) for b in self._before)
+            self.records[-1]["weight_change"] = (moved / norm) ** 0.5 if norm > 0 else moved**0.5
+            self._before = None
+        return control
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
+        record = self.records[-1] if self.records else None
+        if logs and "loss" in logs and record and record["step"] == state.global_step:
+            record["loss"], record["grad_norm"] = logs.get("loss"), logs.get("grad_norm")
+            if state.is_world_process_zero:
+                logger.info("%s", step_line(record, state.max_steps))
+        return control
+
+
+def step_line(record: dict[str, Any], max_steps: int | None = None) -> str:
+    """One line on what an optimizer step changed (a :class:`StepChanges` record)."""
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
+    of = f"/{max_steps}" if max_steps else ""
+    head = (
+        f"step {record['step']}{of}: {record['groups_with_variance']} of {record['groups']} "
+        "groups with reward variance"
+    )
+    if record["skipped"]:
+        return f"{head}; skipped (no reward variance): no weight, moment or learning rate moved"
+    change = record["weight_change"]
+    moved = "" if change is None else f", trainable weights moved {change:.2e} of their norm"
+    return (
+        f"{head}; loss {number(record['loss'])}, grad norm {number(record['grad_norm'])}, "
+        f"learning rate {number(record['learning_rate'])}{moved}"
+    )
+
+
+def format_steps(records: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of what each optimizer step changed (:class:`StepChanges` records)."""
+    lines = [
+        "What each optimizer step changed (weight change: ||W_after - W_before|| / ||W_before|| "
+        "over the trainable weights):",
+        "",
+        "| step | groups with reward variance | loss | grad norm | learning rate | "
+        "weight change | skipped |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        change = "-" if r["weight_change"] is None else f"{r['weight_change']:.2e}"
+        cells = [
+            "-" if r[k] is None else f"{r[k]:.3g}" for k in ("loss", "grad_norm", "learning_rate")
+        ]
+        lines.append(
+            f"| {r['step']} | {r['groups_with_variance']} / {r['groups']} | {' | '.join(cells)} "
+            f"| {change} | {'yes' if r['skipped'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 class TimeBudget(TrainerCallback):
@@ -989,6 +1122,9 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
         dataset = load_failures(args.failures_path)
         summary = _loaded_summary(dataset, args.failures_path)
         logger.info("loaded %s from %s", summary, args.failures_path)
+        note = screened_note(args)
+        if note is not None:
+            logger.info("training on %s", note)
 
     collect_seconds = time.perf_counter() - started
     before = evaluate_model(args, model, tokenizer, "before") if single else None
@@ -1039,11 +1175,44 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
         "collect_seconds": collect_seconds,
         "steps": trainer.state.global_step,
         "failures": len(dataset),
+        "failures_source": failures_source(args),
+        "step_changes": _step_changes(trainer),
         "log_history": trainer.state.log_history,
     }
     if state.is_main_process:
         (Path(args.output_dir) / "result.json").write_text(json.dumps(result, indent=2))
     return {**result, "model": trained, "tokenizer": tokenizer}
+
+
+def screened_note(args: GRPOReflectConfig) -> str | None:
+    """What the run's failures are when they are a screened set (``agents.screen_failures``).
+
+    Says which file, whether it is the bundled set the run defaulted to, that its failures
+    were screened for reward variance, and the command that made them; None for other data.
+    """
+    from agents.screen_failures import describe, read_meta
+
+    meta = read_meta(args.failures_path) if args.failures_path and not args.collect else None
+    if meta is None:
+        return None
+    which = "the bundled screened set" if getattr(args, "bundled_failures", False) else ""
+    return f"{which or 'the screened set'} {args.failures_path}: {describe(meta)}"
+
+
+def failures_source(args: GRPOReflectConfig) -> str:
+    """Where the failures came from, in a few words (``result.json``, benchmarks)."""
+    if args.collect:
+        return "collected"
+    if getattr(args, "bundled_failures", False):
+        return f"bundled {Path(args.failures_path).name}"
+    return str(args.failures_path)
+
+
+def _step_changes(trainer: Any) -> list[dict[str, Any]]:
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, StepChanges):
+            return callback.records
+    return []
 
 
 def scripted_failures(args: GRPOReflectConfig, count: int) -> Any:
@@ -1166,7 +1335,8 @@ def dry_run(
         )
     else:
         dataset = load_failures(args.failures_path)
-        source = f"{len(dataset)} failures from {args.failures_path}"
+        note = screened_note(args)
+        source = note or f"{len(dataset)} failures from {args.failures_path}"
     if args.use_vllm and importlib.util.find_spec("vllm") is None:
         args.use_vllm = False
         notes.append(
@@ -1237,6 +1407,8 @@ def format_result(args: GRPOReflectConfig, result: dict[str, Any]) -> str:
     ]
     if curve:
         lines += ["", "Retry success of the sampled groups by step: " + ", ".join(curve)]
+    if result.get("step_changes"):
+        lines += ["", format_steps(result["step_changes"]).rstrip()]
     if result["steps"] < SHORT_RUN_STEPS or args.eval_n < SHORT_RUN_ITEMS:
         lines += [
             "",
@@ -1272,6 +1444,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "models; pass the model once, with --model"
             )
         args.model = alias
+        if args.bundled_failures:  # matched for the default model; match the one named
+            args.use_bundled_failures()
     model_args.model_name_or_path = None if alias is None else args.model
     preflight(lambda: check_env(args.env_id, args.env_options(), env_flag="--env_id"))
     if args.eval_n:
@@ -1293,6 +1467,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return result
     if result["before"] is not None or result["after"] is not None:
         print(format_result(args, result))
+    elif result.get("step_changes"):
+        print(format_steps(result["step_changes"]))
     return result
 
 
@@ -1308,6 +1484,7 @@ __all__ = [
     "SPENT_FILE",
     "RecordSpentTime",
     "SkipStepsWithoutSignal",
+    "StepChanges",
     "TRUNCATED_REFLECTIONS",
     "TRUNCATION_PENALTY",
     "TimeBudget",

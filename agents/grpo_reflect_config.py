@@ -70,6 +70,10 @@ PAPER_LEARNING_RATE = 5e-7
 """The paper's learning rate (a full fine-tune)."""
 CPU_RECIPE_LEARNING_RATE = 1e-4
 """The CPU recipe's learning rate (a LoRA adapter, r 16 / alpha 32)."""
+PAPER_WARMUP = 0.03
+"""The paper's warmup ratio (the CPU recipe has none: its runs are a few steps long)."""
+SCREENED_RESAMPLE_GROUPS = 5
+"""Dynamic-sampling redraws per group by default on a bundled screened set (the demo)."""
 
 
 def apply_cpu_recipe(args: GRPOReflectConfig, model_args: Any) -> Any:
@@ -96,8 +100,11 @@ class GRPOReflectConfig(GRPOConfig):
             is the paper's 5e-7 for a full fine-tune, or 1e-4 under the CPU recipe (LoRA).
         beta (`float`, defaults to `0.001`): KL coefficient.
         lr_scheduler_type (`str`, defaults to `"cosine"`): Learning-rate schedule.
-        warmup_steps (`float`, defaults to `0.03`): Warmup; a float in [0, 1) is a ratio of the
-            total steps (transformers 5 folded ``warmup_ratio`` into ``warmup_steps``).
+        warmup_steps (`float` or `None`, defaults to `None`): Warmup; a float in [0, 1) is a
+            ratio of the total steps (transformers 5 folded ``warmup_ratio`` into
+            ``warmup_steps``). ``None`` is the paper's ratio 0.03 for a full fine-tune, or 0
+            under the CPU recipe: its runs are a few steps long, and 0.03 of 2 steps rounds up
+            to a whole first step at learning rate 0.
 
         > CPU-demo defaults, different from ``GRPOConfig`` (GPU runs set their own, see
         > ``agents/configs/grpo_reflect_h100.yaml``)
@@ -146,9 +153,12 @@ class GRPOReflectConfig(GRPOConfig):
         retry_top_p (`float` or `None`): Nucleus mass of the retry; ``None``: TRL's ``top_p``.
         credit (`str`): ``"reflection"`` (loss on reflection tokens only, the paper) or
             ``"reflection+retry"`` (also on the retry's tokens; the retry prompt is masked).
-        resample_groups (`int`, defaults to `0`): DAPO's dynamic sampling: a group whose
-            retries all got the same reward (no gradient) is replaced by a group on another
-            failure, up to this many times. One process only.
+        resample_groups (`int` or `None`, defaults to `None`): DAPO's dynamic sampling: a
+            group whose retries all got the same reward (no gradient) is replaced by a group on
+            another failure, up to this many times. One process only. ``None``: 0 (the paper),
+            or 5 when training on a bundled screened set (the no-argument demo): its failures
+            were fixed by 2 to 14 of 16 sampled retries, so a group of 4 on one of them still
+            has equal rewards 13-59% of the time.
         skip_steps_without_signal (`bool` or `None`, defaults to `None`): Take no optimizer
             step on a batch whose groups all have equal rewards (no advantage anywhere): the
             gradients are dropped before the step, so AdamW moves no weight and no moment
@@ -191,9 +201,14 @@ class GRPOReflectConfig(GRPOConfig):
         > The dataset of failures
 
         failures_path (`str` or `None`): A folder written by ``agents.collect_failures``, a
-            saved ``datasets.Dataset`` or a JSONL file of rows with ``prompt`` and ``index``.
+            saved ``datasets.Dataset`` or a JSONL file of rows with ``prompt`` and ``index``
+            (e.g. one written by ``agents.screen_failures``). ``None`` with ``collect`` unset:
+            the bundled screened set (``agents/data/screened/``) made with this run's model,
+            env, env options, train split, token limits and sampling, if there is one; else
+            the failures are collected.
         collect (`bool` or `None`): Build the failures with the model first (in
-            ``<output_dir>/failures``, resumable). ``None``: collect iff no ``failures_path``.
+            ``<output_dir>/failures``, resumable). ``None``: collect iff no ``failures_path``
+            and no bundled screened set matches the run.
         collect_n (`int`): Queries to sample first attempts on when collecting.
         samples_per_query (`int`): Most first attempts sampled per query (paper: 64).
         collect_temperature (`float`, defaults to `1.0`): Sampling temperature of the first
@@ -243,11 +258,12 @@ class GRPOReflectConfig(GRPOConfig):
     lr_scheduler_type: str = field(
         default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."}
     )
-    warmup_steps: float = field(
-        default=0.03,
+    warmup_steps: float | None = field(
+        default=None,
         metadata={
-            "help": "Linear warmup: steps, or a float in [0, 1) as a ratio of total steps "
-            "(paper: warmup ratio 0.03)."
+            "help": "Linear warmup: steps, or a float in [0, 1) as a ratio of total steps. "
+            "Default: the paper's ratio 0.03, or 0 under --cpu_recipe (0.03 of its few steps "
+            "rounds up to a whole first step at learning rate 0)."
         },
     )
     max_completion_length: int | None = field(
@@ -338,12 +354,13 @@ class GRPOReflectConfig(GRPOConfig):
     retry_top_p: float | None = field(
         default=None, metadata={"help": "Nucleus mass of the retry (None: TRL's --top_p)."}
     )
-    resample_groups: int = field(
-        default=0,
+    resample_groups: int | None = field(
+        default=None,
         metadata={
             "help": "Dynamic sampling (DAPO): a training group whose retries all got the same "
             "reward carries no gradient, so it is replaced by a group on another failure, up to "
-            "this many times per group (0: off, the paper). One process only."
+            "this many times per group (0: off, the paper). One process only. Default: 0, or "
+            f"{SCREENED_RESAMPLE_GROUPS} on a bundled screened set (the no-argument demo)."
         },
     )
     skip_steps_without_signal: bool | None = field(
@@ -400,14 +417,16 @@ class GRPOReflectConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Dataset of failures: an agents.collect_failures output folder, a saved "
-            "datasets.Dataset, or a JSONL file."
+            "datasets.Dataset, or a JSONL file (e.g. from agents.screen_failures). Default: the "
+            "bundled screened set made with this run's model, env, env_kwargs, train split, "
+            "token limits and sampling, if one is (agents/data/screened/); else --collect."
         },
     )
     collect: bool | None = field(
         default=None,
         metadata={
             "help": "Collect the failures with the model first (into <output_dir>/failures). "
-            "Default: when no --failures_path is given."
+            "Default: when no --failures_path is given and no bundled screened set matches."
         },
     )
     collect_n: int = field(default=16, metadata={"help": "Queries to collect failures on."})
@@ -492,6 +511,8 @@ class GRPOReflectConfig(GRPOConfig):
             self.learning_rate = (
                 CPU_RECIPE_LEARNING_RATE if self.cpu_recipe else PAPER_LEARNING_RATE
             )
+        if self.warmup_steps is None:
+            self.warmup_steps = 0 if self.cpu_recipe else PAPER_WARMUP
         if self.bf16 is None:
             self.bf16 = False if self.fp16 else _default_bf16()
         if self.bf16 and not device_has_cuda and not self.use_cpu:
@@ -558,6 +579,11 @@ class GRPOReflectConfig(GRPOConfig):
                 "an attempt, a reflection and one retry; choose splits with --train_split and "
                 "--eval_split"
             )
+        #: Whether ``failures_path`` is the bundled screened set this run defaulted to.
+        self.bundled_failures = False
+        self._default_resampling = self.resample_groups is None
+        if self.collect is None and self.failures_path is None:
+            self.use_bundled_failures()
         if self.collect is None:
             self.collect = self.failures_path is None
         if self.collect and self.failures_path is not None:
@@ -584,6 +610,8 @@ class GRPOReflectConfig(GRPOConfig):
             )
         if self.rollout_batch_size is not None and self.rollout_batch_size < 1:
             raise ValueError("--rollout_batch_size must be >= 1 or None")
+        if self.resample_groups is None:
+            self.resample_groups = 0
         if self.resample_groups < 0:
             raise ValueError(f"--resample_groups must be >= 0, got {self.resample_groups}")
         if self.resample_groups and self.world_size > 1:
@@ -613,6 +641,46 @@ class GRPOReflectConfig(GRPOConfig):
                 "does not build; keep --eval_strategy no and use --eval_n (before/after accuracy)"
             )
 
+    def screening_settings(self) -> dict[str, Any]:
+        """The settings a screened set of failures must share with this run (its rollouts)."""
+        from agents.screen_failures import run_settings
+
+        return run_settings(
+            model=self.model,
+            env_id=self.env_id,
+            env_kwargs=self.env_kwargs,
+            split=self.train_split,
+            attempt_max_tokens=self.attempt_max_tokens,
+            reflection_max_tokens=self.max_completion_length,
+            retry_max_tokens=self.retry_max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            retry_temperature=self.retry_temperature,
+            retry_top_p=self.retry_top_p,
+            collect_temperature=self.collect_temperature,
+        )
+
+    def use_bundled_failures(self) -> bool:
+        """Train on the bundled screened set that matches this run, if there is one.
+
+        Sets ``failures_path`` (``collect`` False) and returns True, or sets ``collect`` and
+        returns False; an unset ``resample_groups`` follows (:data:`SCREENED_RESAMPLE_GROUPS`
+        on the bundled set in one process, else 0). Called by ``__post_init__`` when neither
+        ``failures_path`` nor ``collect`` was given, and again by the CLI once
+        ``--model_name_or_path`` has named the model.
+        """
+        from agents.screen_failures import find_bundled
+
+        found = find_bundled(self.screening_settings())
+        self.bundled_failures = found is not None
+        self.failures_path = None if found is None else str(found)
+        self.collect = found is None
+        if getattr(self, "_default_resampling", False):
+            one_process = self.world_size == 1
+            self.resample_groups = SCREENED_RESAMPLE_GROUPS if found and one_process else 0
+        return self.bundled_failures
+
     def env_options(self, *, held_out: bool = False) -> dict[str, Any]:
         """Keyword arguments of ``gym.make``: the train split, or the eval split if ``held_out``.
 
@@ -635,6 +703,8 @@ __all__ = [
     "TRUNCATED_REFLECTIONS",
     "TRUNCATION_PENALTY",
     "PAPER_LEARNING_RATE",
+    "PAPER_WARMUP",
+    "SCREENED_RESAMPLE_GROUPS",
     "GRPOReflectConfig",
     "apply_cpu_recipe",
     "check_launch",

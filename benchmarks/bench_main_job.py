@@ -11,7 +11,9 @@ is measured around the process; peak memory is its peak resident set size
 command with ``--cpu_recipe false``: the paper's full fine-tune at learning rate 5e-7, with
 its AdamW state and reference-model copy. One JSON line per run goes to
 ``benchmarks/results/main_job.jsonl`` (appended, so a killed run keeps the finished rows),
-the table to ``main_job.md``. Goal (issue 13): at most 6 minutes and 8 GB on the 2-core CPU.
+the table to ``main_job.md``, with what each optimizer step of the latest run changed (from
+the run's ``result.json``). Goal (issues 13 and 25): at most 6 minutes and 8 GB on a 2-core CPU,
+and every optimizer step a real update (not skipped, learning rate and gradient norm above 0).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from benchmarks.common import machine_info as _machine_info
 
 MEASURED_CODE = [
     "agents/grpo_reflect.py",
+    "agents/grpo_reflect_config.py",
+    "agents/screen_failures.py",
+    "agents/data/screened",
     "agents/reflection_rollout.py",
     "agents/evaluate.py",
     "agents/backends.py",
@@ -70,8 +75,47 @@ def measure(extra: Sequence[str]) -> dict[str, Any]:
         "train_seconds": summary.get("train_seconds"),
         "collect_seconds": summary.get("collect_seconds"),
         "eval_seconds": [(summary.get(name) or {}).get("seconds") for name in ("before", "after")],
+        "failures_source": summary.get("failures_source"),
+        "step_changes": summary.get("step_changes"),
         "table": table,
     }
+
+
+def updated(row: dict[str, Any]) -> str:
+    """Whether every optimizer step of a run moved the weights: ``yes``, ``no`` or ``-``.
+
+    A step updated when it was not skipped, its learning rate and gradient norm were above 0
+    and the trainable weights changed. Rows measured before the trainer reported its steps
+    (``step_changes``) say ``-``.
+    """
+    steps = row.get("step_changes")
+    if not steps:
+        return "-"
+    real = [
+        not s["skipped"]
+        and (s["learning_rate"] or 0) > 0
+        and (s["grad_norm"] or 0) > 0
+        and (s["weight_change"] is None or s["weight_change"] > 0)
+        for s in steps
+    ]
+    return f"{'yes' if all(real) else 'no'} ({sum(real)}/{len(real)})"
+
+
+def step_lines(row: dict[str, Any]) -> list[str]:
+    """One line per optimizer step of a run: groups with variance, loss, grad norm, lr."""
+    lines = []
+    for s in row.get("step_changes") or []:
+        change = "-" if s["weight_change"] is None else f"{s['weight_change']:.2e}"
+        lines.append(
+            f"| {s['step']} | {s['groups_with_variance']}/{s['groups']} | "
+            f"{_num(s['loss'])} | {_num(s['grad_norm'])} | {_num(s['learning_rate'])} | "
+            f"{change} | {'yes' if s['skipped'] else 'no'} | {_num(s.get('seconds'))} |"
+        )
+    return lines
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -81,27 +125,54 @@ def render(rows: list[dict[str, Any]]) -> str:
         "",
         "Command: `python -m benchmarks.bench_main_job` (`--baseline` adds the paper's recipe)",
         "",
-        f"Goal (issue 13): at most {GOAL_MINUTES:g} minutes and {GOAL_GB:g} GB peak RSS on the "
-        "2-core CPU. Wall time covers the whole process (model load, collection, evaluation "
-        "before and after, training).",
+        f"Goal (issues 13 and 25): at most {GOAL_MINUTES:g} minutes and {GOAL_GB:g} GB peak RSS "
+        "on a 2-core CPU, and every optimizer step a real update. Wall time covers the whole "
+        "process (model load, collection or the bundled screened failures, evaluation before "
+        "and after, training).",
         "",
-        "| run | wall time | peak RSS | steps | collect s | train s (incl. collect) | "
-        "eval s (before, after) | goal met | machine |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Every step updated: no step skipped, and each had a learning rate and a gradient norm "
+        "above 0 and moved the trainable weights (rows before that was reported: -).",
+        "",
+        "| run | wall time | peak RSS | steps | every step updated | failures | collect s | "
+        "train s (incl. collect) | eval s (before, after) | goal met | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         name = next((k for k, v in RUNS.items() if v == row["options"]), " ".join(row["options"]))
         minutes = row["wall_seconds"] / 60
+        every = updated(row)
         met = minutes <= GOAL_MINUTES and row["peak_rss_gb"] <= GOAL_GB
+        met = met and not every.startswith("no")
         evals = ", ".join("-" if s is None else f"{s:.0f}" for s in row["eval_seconds"])
         lines.append(
             f"| {name} | {minutes:.1f} min | {row['peak_rss_gb']:.1f} GB | {row['steps']} | "
+            f"{every} | {_source(row)} | "
             f"{row['collect_seconds'] or 0:.0f} | {row['train_seconds'] or 0:.0f} | {evals} | "
             f"{'yes' if met else 'no'} | {machine_line(row['machine'])} |"
         )
     if rows:
-        lines += ["", "Output of the latest run:", "", rows[-1]["table"]]
+        latest = rows[-1]
+        if latest.get("step_changes"):
+            lines += [
+                "",
+                "What each optimizer step of the latest run changed (weight change: "
+                "||W_after - W_before|| / ||W_before|| over the trainable weights):",
+                "",
+                "| step | groups with reward variance | loss | grad norm | learning rate | "
+                "weight change | skipped | step s |",
+                "|---|---|---|---|---|---|---|---|",
+                *step_lines(latest),
+            ]
+        lines += ["", "Output of the latest run:", "", latest["table"]]
     return "\n".join(lines) + "\n"
+
+
+def _source(row: dict[str, Any]) -> str:
+    """Where a run's failures came from: the bundled screened file's name, or collected."""
+    source = row.get("failures_source")
+    if source is None:
+        return "collected" if (row.get("collect_seconds") or 0) > 1 else "-"
+    return source
 
 
 def main(argv: Sequence[str] | None = None) -> None:

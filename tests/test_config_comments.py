@@ -14,8 +14,9 @@ import yaml
 from agents.grpo_reflect import GRPOReflectConfig
 
 CONFIG = Path(__file__).resolve().parents[1] / "agents" / "configs" / "grpo_reflect_countdown.yaml"
-#: Options whose default is None and resolved at run time (collect: iff no failures_path;
-#: cpu_recipe: iff no CUDA GPU); the YAML writes out what they resolve to on a CPU.
+#: Options whose default is None and resolved at run time (collect: iff no failures_path and
+#: no bundled screened set matches; cpu_recipe: iff no CUDA GPU); the YAML writes out what
+#: they resolve to for its settings on a CPU.
 RESOLVED_AT_RUN_TIME = {"collect": True, "cpu_recipe": True}
 
 
@@ -46,3 +47,10 @@ def test_every_value_the_cpu_config_changes_is_named_in_its_header_with_the_demo
     for key, (value, default) in changed.items():
         assert key in header, f"{key}: {value!r} here, {default!r} in the demo; header silent"
     assert "exactly these" not in header
+
+
+def test_the_cpu_config_collects_because_no_bundled_screened_set_matches_it(tmp_path):
+    settings = dict(yaml.safe_load(CONFIG.read_text(encoding="utf-8")))
+    settings.pop("collect")
+    resolved = GRPOReflectConfig(**{**settings, "output_dir": str(tmp_path)})
+    assert resolved.collect is True and not resolved.bundled_failures
