@@ -298,7 +298,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--name", default=None, help="results folder name (default: from env, kwargs and model)"
     )
     parser.add_argument("--out-dir", type=Path, default=None)
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs/rrr_vs_rise"))
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="training run folders (default: runs/rrr_vs_rise; with --quick, under /tmp)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny budget and eval, under /tmp")
     parser.add_argument(
         "--render-only",
@@ -340,7 +345,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.budget_minutes, args.seeds, args.eval_n = 0.05, 1, 2
         args.attempt_max_tokens, args.reflection_max_tokens = 16, 8
         args.rrr_collect_n, args.rise_items = 4, 1
-        args.runs_dir = QUICK_RESULTS / "rrr_vs_rise_runs"
+        args.runs_dir = args.runs_dir or QUICK_RESULTS / "rrr_vs_rise_runs"
+    args.runs_dir = args.runs_dir or Path("runs/rrr_vs_rise")
     temperatures = ("rrr_temperature", "rrr_retry_temperature", "rise_temperature")
     for name in (*temperatures, "rrr_beta", "rrr_collect_temperature"):
         value = getattr(args, name)

@@ -503,6 +503,7 @@ def test_retry_context_reaches_only_the_episodes_with_a_reflection():
 
 def test_new_options_reach_both_trainers_and_the_evaluation(tmp_path):
     runs = ["--runs-dir", str(tmp_path)]
+    assert parse_args(["--quick", *runs]).runs_dir == tmp_path, "tests keep their runs apart"
     args = parse_args(runs)
     config, rise = rrr_config(args, seed=1), rise_config(args, seed=1)
     assert config.engine == rise.engine == "torch"
