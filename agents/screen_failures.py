@@ -108,6 +108,14 @@ class ScreenArgs:
             "it is not sampled further and stays out of the band (0: always --group_size)."
         },
     )
+    confirm: int = field(
+        default=0,
+        metadata={
+            "help": "Sample this many more retries, with fresh seeds, of each failure in the band "
+            "and judge the band on them alone (the first group picked the failure, so its rate "
+            "runs high: the winner's curse). 0: no confirmation."
+        },
+    )
     min_rate: float = field(default=0.25, metadata={"help": "Lowest retry success kept."})
     max_rate: float = field(default=0.75, metadata={"help": "Highest retry success kept."})
     max_failures: int | None = field(
@@ -158,6 +166,8 @@ class ScreenArgs:
             raise ValueError(
                 f"need 0 <= --min_rate <= --max_rate <= 1, got {self.min_rate}, {self.max_rate}"
             )
+        if self.confirm < 0:
+            raise ValueError(f"--confirm must be >= 0, got {self.confirm}")
         if not 0 <= self.prescreen < self.group_size:
             raise ValueError(
                 f"need 0 <= --prescreen < --group_size ({self.group_size}), got {self.prescreen}"
@@ -332,8 +342,37 @@ def screen_groups(
 
 
 def in_band(row: dict[str, Any], args: ScreenArgs) -> bool:
-    """Whether a screened row was sampled ``group_size`` times with a rate in the band."""
-    return row["retries"] == args.group_size and args.min_rate <= row["retry_rate"] <= args.max_rate
+    """Whether a screened row was sampled ``group_size`` times with a rate in the band.
+
+    With ``confirm`` N, its N confirmation retries must also have a rate in the band.
+    """
+    rate = row["retry_rate"]
+    first = row["retries"] == args.group_size and args.min_rate <= rate <= args.max_rate
+    if not first or not args.confirm:
+        return first
+    confirmed = row.get("confirm_retries") == args.confirm
+    return confirmed and args.min_rate <= row["confirm_rate"] <= args.max_rate
+
+
+def confirm_rows(
+    rows: Sequence[dict[str, Any]],
+    run_groups: Callable[[Sequence[dict[str, Any]], int], list[list[float]]],
+    count: int,
+) -> list[dict[str, Any]]:
+    """Each row with ``count`` more retries: ``confirm_retries``, ``_successes``, ``_rate``."""
+    rewards = run_groups(rows, count) if rows else []
+    out = []
+    for row, r in zip(rows, rewards, strict=True):
+        successes = sum(1 for value in r if value > 0)
+        out.append(
+            {
+                **row,
+                "confirm_retries": len(r),
+                "confirm_successes": successes,
+                "confirm_rate": successes / len(r),
+            }
+        )
+    return out
 
 
 def rollout_groups(
@@ -396,9 +435,13 @@ def metadata(
 ) -> dict[str, Any]:
     """The screened set's metadata (``screened.meta.json``)."""
     histogram: dict[str, int] = {}
+    confirmed: dict[str, int] = {}
     for row in rated:
         key = f"{row['retry_successes']}/{row['retries']}"
         histogram[key] = histogram.get(key, 0) + 1
+        if "confirm_retries" in row:
+            key = f"{row['confirm_successes']}/{row['confirm_retries']}"
+            confirmed[key] = confirmed.get(key, 0) + 1
     return {
         "kind": META_KIND,
         "settings": args.rollout_settings(),
@@ -418,6 +461,7 @@ def metadata(
         "rollout": {
             "group_size": args.group_size,
             "prescreen": args.prescreen,
+            "confirm": args.confirm,
             "reflection_max_tokens": args.reflection_max_tokens,
             "retry_max_tokens": args.retry_max_tokens,
             "temperature": args.temperature,
@@ -433,8 +477,9 @@ def metadata(
         "counts": {
             "screened": len(rated),
             "in_band": kept,
-            "retries_sampled": sum(row["retries"] for row in rated),
+            "retries_sampled": sum(row["retries"] + row.get("confirm_retries", 0) for row in rated),
             "by_successes": dict(sorted(histogram.items(), key=lambda kv: _ratio(kv[0]))),
+            "confirmed_by_successes": dict(sorted(confirmed.items(), key=lambda kv: _ratio(kv[0]))),
         },
         "command": command,
         "cpu": _cpu(),
@@ -463,6 +508,10 @@ def write_screened(
     return kept
 
 
+#: Added to a failure's position to seed its confirmation retries apart from its first group.
+CONFIRM_OFFSET = 1_000_000
+
+
 def screen(
     args: ScreenArgs,
     failures: Sequence[dict[str, Any]],
@@ -483,7 +532,15 @@ def screen(
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     # Free on a resume: limits, and the band (a rerun with another one re-selects the rated).
-    limits = ("output_dir", "enough", "max_failures", "chunk_failures", "min_rate", "max_rate")
+    limits = (
+        "output_dir",
+        "enough",
+        "max_failures",
+        "chunk_failures",
+        "min_rate",
+        "max_rate",
+        "confirm",
+    )
     config = {k: v for k, v in asdict(args).items() if k not in limits}
     config_path = output / "screen_config.json"
     if config_path.exists() and json.loads(config_path.read_text()) != config:
@@ -514,6 +571,22 @@ def screen(
             kept = write_screened(output, args, rated, command, time.perf_counter() - started)
             bar.update(len(chunk))
             bar.set_postfix_str(f"{len(kept)} in the band")
+    if args.confirm:
+        # Candidates: in the band by their first group, not yet confirmed with this many.
+        first = dataclasses.replace(args, confirm=0)
+        todo = [
+            i
+            for i in sorted(rated)
+            if in_band(rated[i], first) and rated[i].get("confirm_retries") != args.confirm
+        ]
+        for start in range(0, len(todo), args.chunk_failures):
+            chunk = todo[start : start + args.chunk_failures]
+            if before_chunk is not None:
+                before_chunk(CONFIRM_OFFSET + chunk[0])  # other seeds than the first groups'
+            done = confirm_rows([rated[i] for i in chunk], run_groups, args.confirm)
+            append_lines(rates_path, done)  # a later line of a failure replaces the earlier
+            rated.update({row["failure"]: row for row in done})
+        kept = write_screened(output, args, rated, command, time.perf_counter() - started)
     return kept
 
 

@@ -122,6 +122,36 @@ def test_a_screening_resumes_and_refuses_other_options(tmp_path):
         screen(ScreenArgs(output_dir=str(tmp_path), group_size=12), failures, None, progress=False)
 
 
+def test_confirmation_judges_the_band_on_fresh_retries_alone(tmp_path):
+    # Row 0 is lucky in its first group (4/16) and rarely fixed after (1 of 16 more); row 1
+    # holds its rate; row 2 is out of the band at first and never confirmed.
+    table = {
+        0: [1, 0, 0, 0] * 4 + [0] * 15 + [1],
+        1: [1, 0] * 16,
+        2: [0] * 32,
+    }
+    failures = [{"prompt": [{"role": "user", "content": str(i)}], "index": i} for i in table]
+    args = ScreenArgs(output_dir=str(tmp_path), prescreen=0, confirm=16)
+    positions: list[int] = []
+    calls: list = []
+    kept = screen(
+        args, failures, scripted_groups(table, calls), progress=False, before_chunk=positions.append
+    )
+    assert [row["failure"] for row in kept] == [1]
+    assert ([0, 1], 16) in calls and not any(2 in ids for ids, _ in calls[1:])
+    assert positions[-1] == screen_failures.CONFIRM_OFFSET  # other seeds than the first groups
+    meta = screen_failures.read_meta(tmp_path / "screened.jsonl")
+    assert meta["counts"]["confirmed_by_successes"] == {"1/16": 1, "8/16": 1}
+    # A rerun finds both confirmed and samples nothing more; without --confirm, both are in.
+    calls.clear()
+    assert [
+        r["failure"] for r in screen(args, failures, scripted_groups(table, calls), progress=False)
+    ] == [1]
+    assert calls == []
+    unconfirmed = ScreenArgs(output_dir=str(tmp_path), prescreen=0)
+    assert [r["failure"] for r in screen(unconfirmed, failures, None, progress=False)] == [0, 1]
+
+
 def test_enough_stops_the_screening_once_the_band_has_that_many(tmp_path):
     table = {i: [1, 0] * 8 for i in range(6)}
     failures = [{"prompt": [{"role": "user", "content": str(i)}], "index": i} for i in table]
@@ -210,10 +240,17 @@ def test_the_bundled_sets_load_replay_in_their_env_and_match_the_demo():
         dataset = load_failures(path)
         rows = dataset.to_list()
         low, high = meta["band"]
-        assert len(rows) == meta["counts"]["in_band"] >= 4  # 2 demo steps and their redraws
+        # Two demo steps, each redrawing from the other failure when a group has no variance.
+        assert len(rows) == meta["counts"]["in_band"] >= 2
         assert all(
             low <= r["retry_rate"] <= high and r["retries"] == meta["rollout"]["group_size"]
             for r in rows
+        )
+        confirm = meta["rollout"].get("confirm", 0)
+        assert all(
+            r["confirm_retries"] == confirm and low <= r["confirm_rate"] <= high
+            for r in rows
+            if confirm
         )
         options = {**meta["env_kwargs"], **EPISODE_OPTIONS, "split": meta["split"]}
         replayer = EpisodeReplayer(lambda o=options, m=meta: gym.make(m["env_id"], **o), rows)
