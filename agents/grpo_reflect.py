@@ -185,9 +185,9 @@ class ReflectRetryRollout:
 
     def __call__(self, prompts: list[list[Message]], trainer: Any) -> dict[str, Any]:
         args = trainer.args
-        group_size = (
-            trainer.num_generations if trainer.model.training else trainer.num_generations_eval
-        )
+        # Read before generating: the generator may switch the model to eval mode meanwhile.
+        training = trainer.model.training
+        group_size = trainer.num_generations if training else trainer.num_generations_eval
         eos_ids = set(trainer.eos_token_ids)
         tokenizer = trainer.processing_class
         with self.generator_factory(trainer) as generate:
@@ -212,7 +212,7 @@ class ReflectRetryRollout:
 
             batch = run(prompts)
             draws = [1] * (len(prompts) // group_size)
-            rounds = self.resample_groups if trainer.model.training else 0
+            rounds = self.resample_groups if training else 0
             for _ in range(rounds):
                 groups = self.groups_without_signal(batch, group_size)
                 if not groups:

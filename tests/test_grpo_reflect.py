@@ -505,6 +505,25 @@ def test_dynamic_sampling_replaces_groups_without_reward_variance(smol, tmp_path
     assert metrics["rrr/drawn_zero_variance"] == (groups_drawn - 2) / groups_drawn
 
 
+def test_dynamic_sampling_still_redraws_when_generation_switches_to_eval_mode(smol, tmp_path):
+    """The trainer's own generator samples in eval mode (no dropout); it must not turn a
+    training rollout's resampling off (it did: the no-argument demo never redrew a group)."""
+    rows, rollout, trainer, scripted = resampling_setup(smol, tmp_path, resample_groups=50)
+
+    @contextlib.contextmanager
+    def in_eval_mode(trainer):
+        trainer.model.training = False  # as ReflectRetryRollout.generation_mode does
+        try:
+            yield scripted
+        finally:
+            trainer.model.training = True
+
+    rollout.generator_factory = in_eval_mode
+    prompts = [rows[0]["prompt"]] * 2 + [rows[6]["prompt"]] * 2
+    output = rollout(prompts, trainer)
+    assert output["group_draws"][0] > 1 and output["group_uniform"] == [False] * 4
+
+
 def test_without_resampling_or_in_evaluation_uniform_groups_are_kept(smol, tmp_path):
     rows, rollout, trainer, scripted = resampling_setup(smol, tmp_path, resample_groups=0)
     prompts = [rows[0]["prompt"]] * 2 + [rows[6]["prompt"]] * 2
