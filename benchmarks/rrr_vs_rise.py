@@ -128,6 +128,8 @@ TRAINED_FILE = "trained.json"
 #: In RRR-GRPO's run folder: the trainer options it was made with (a resumed run must match).
 RRR_OPTIONS_FILE = "harness_options.json"
 EASY_COUNTDOWN = '{"num_count": 2, "number_range": [1, 20], "target_range": [1, 40]}'
+#: Ids whose default ``--env-kwargs`` is :data:`EASY_COUNTDOWN` (others take none).
+EASY_DEFAULT_ENVS = ("rrr/Countdown-v0", "rrr/Countdown-v1")
 MEASURED_CODE = (
     "agents",
     "rrr_env",
@@ -154,7 +156,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="rrr/Countdown-v0")
-    parser.add_argument("--env-kwargs", default=EASY_COUNTDOWN, help="task options as JSON")
+    parser.add_argument(
+        "--env-kwargs",
+        default=None,
+        help="task options as JSON (default: the easy 2-number setting on rrr/Countdown-v0 and "
+        "-v1, none on other ids, whose presets set their own)",
+    )
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--budget-minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=3)
@@ -336,6 +343,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--attempt-max-tokens and --reflection-max-tokens must be >= 1")
     if args.retry_max_tokens is not None and args.retry_max_tokens < 1:
         parser.error(f"--retry-max-tokens must be an integer >= 1, got {args.retry_max_tokens}")
+    if args.env_kwargs is None:
+        args.env_kwargs = EASY_COUNTDOWN if args.env in EASY_DEFAULT_ENVS else "{}"
     try:
         json_object(args.env_kwargs, "--env-kwargs")
     except ValueError as error:

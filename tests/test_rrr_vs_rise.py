@@ -693,3 +693,15 @@ def test_a_run_killed_during_training_resumes_from_its_checkpoints(tmp_path, mon
     assert rise_run_dirs(args, 1) == [rise_run], "no new run folder"
     assert rows[1]["run_dir"] == str(rise_run) and rows[1]["iterations"] >= 1
     assert rows[1]["train_seconds"] >= rise_spent
+
+
+def test_the_easy_default_task_options_apply_only_to_the_plain_countdown_ids():
+    easy = json.loads(harness.EASY_COUNTDOWN)
+    assert json.loads(harness.parse_args([]).env_kwargs) == easy
+    assert json.loads(harness.parse_args(["--env", "rrr/Countdown-v1"]).env_kwargs) == easy
+    # A preset sets its own options: the easy ones (2 numbers) would contradict it.
+    preset = harness.parse_args(["--env", "rrr/Countdown3-NoFixedForms-v1"])
+    assert preset.env_kwargs == "{}"
+    assert harness.setting_name(preset) == "countdown3-nofixedforms-v1__qwen2.5-coder-0.5b"
+    given = harness.parse_args(["--env", "rrr/GSM8K-v0", "--env-kwargs", '{"a": 1}'])
+    assert json.loads(given.env_kwargs) == {"a": 1}
