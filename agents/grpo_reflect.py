@@ -816,9 +816,7 @@ class StepChanges(TrainerCallback):
         batch = self.rollout.last_batch
         rewards = [] if batch is None else list(batch.rewards)
         groups = len(rewards) // self.group_size
-        with_signal = getattr(self.rollout, "last_groups_with_signal", None)
-        if with_signal is None:
-            with_signal = groups - len(uniform_groups(rewards, self.group_size))
+        with_signal = self.rollout.last_groups_with_signal
         self.records.append(
             {
                 "step": state.global_step + 1,
