@@ -73,6 +73,15 @@ delete the folder. Rows record the options that change results (``eval_dtype``,
 ``eval_engine``, ``retry_max_tokens``; trained arms ``train_engine``; RRR rows
 ``rrr_adapter_scope``, ``rrr_truncated_reflections``, ``rrr_collect_temperature``), and a
 run refuses to add rows made with other values.
+
+Replayed first attempts: the ``retry`` and ``fixed_reflection`` controls, and ``rrr`` under
+``--rrr-adapter-scope reflection`` (whose attempts come from the frozen base model), answer
+their first attempt exactly as the ``vanilla`` control did: greedily, with the same weights.
+Once the vanilla row is done, those answers are replayed from its episode file
+(:class:`agents.replay.GreedyReplay`) instead of generated again, which saves about half an hour
+per evaluation for a 1.5B model on a 2-core CPU. Only exact replays are made (same
+conversation, greedy, a token limit under which the answer comes out the same); rows record
+``replayed_turns``. ``--no-replay`` generates every turn.
 """
 
 from __future__ import annotations
@@ -102,6 +111,7 @@ from agents.engines import ENGINES
 from agents.evaluate import append_lines, evaluate
 from agents.items import distinct_indices
 from agents.models import resolve_dtype
+from agents.replay import GreedyReplay
 from agents.rollout import Episode, PhaseSampling, SamplingParams
 from benchmarks.common import (
     QUICK_RESULTS,
@@ -300,6 +310,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--rise-train-on-failures",
         action="store_true",
         help="also train on groups with no correct response (the official code's default)",
+    )
+    parser.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="generate every first attempt, instead of replaying the vanilla control's greedy "
+        "answers where an arm's first attempt is the same base model's",
     )
     parser.add_argument(
         "--name", default=None, help="results folder name (default: from env, kwargs and model)"
@@ -539,6 +555,34 @@ def arm_scores(arm: str, episodes: Sequence[Episode]) -> dict[str, Any]:
     }
 
 
+def replays_vanilla(arm: str, adapter_scope: str = "all") -> bool:
+    """Whether ``arm``'s first attempt is the base model's greedy answer, as ``vanilla``'s is."""
+    return arm in ("retry", "fixed_reflection") or (arm == "rrr" and adapter_scope == "reflection")
+
+
+def replay_source(
+    arm: str, args: argparse.Namespace, rows: Sequence[dict[str, Any]], adapter_scope: str = "all"
+) -> Path | None:
+    """The vanilla control's episode file, where ``arm`` may replay its first attempts.
+
+    ``None`` with ``--no-replay``, for arms whose first attempt is another model's or sampled,
+    and until a vanilla row of the same model, engine and dtype is done (its episodes are
+    complete then).
+    """
+    if args.no_replay or not replays_vanilla(arm, adapter_scope):
+        return None
+    same = [
+        r
+        for r in rows
+        if r.get("arm") == "vanilla"
+        and r.get("model") == args.model
+        and r.get("eval_engine", "torch") == args.engine
+        and r.get("eval_dtype", "bfloat16") == args.eval_dtype
+    ]
+    path = args.out_dir / "episodes" / "vanilla__seed0.jsonl"
+    return path if same and path.exists() else None
+
+
 def eval_sampling(arm: str, args: argparse.Namespace) -> PhaseSampling:
     """Token limits and temperature of ``arm``'s evaluation (greedy but ``best_of_2``)."""
     temperature = args.sample_temperature if arm == "best_of_2" else 0.0
@@ -557,11 +601,15 @@ def run_eval(
     path: Path,
     seed: int,
     adapter_scope: str = "all",
+    replay: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` under ``arm``'s protocol; episodes go to (and resume from) ``path``.
 
     ``adapter_scope`` ``reflection``: ``model`` is an unmerged PEFT model whose adapter is on
     only while generating reflections (:func:`agents.backends.scoped_backend`).
+
+    ``replay``: the vanilla control's episodes (:func:`replay_source`), whose greedy first
+    attempts are replayed where they are exact; the row's ``replayed_turns`` counts them.
     """
     from agents.engines import make_backend
 
@@ -584,6 +632,14 @@ def run_eval(
     )
     if arm == "fixed_reflection":
         backend = FixedReflectionBackend(backend, env.unwrapped.task.reflection_request)
+    replayed: dict[str, Any] = {}
+    if replay is not None:
+        vanilla = {"split": args.eval_split, **json.loads(args.env_kwargs)}
+        vanilla.update({**protocol("vanilla")["env"], **reflect_options(args)})
+        backend = GreedyReplay.from_episodes(
+            replay, lambda: gym.make(args.env, **vanilla), backend, tokenizer
+        )
+        replayed = {"replay_from": replay.name}
     started = time.perf_counter()
     episodes, _ = evaluate(
         lambda: gym.make(args.env, **options),
@@ -596,20 +652,34 @@ def run_eval(
         chunk_items=max(1, args.batch_size // spec["samples"]),
         progress=True,
     )
-    return {**arm_scores(arm, episodes), "eval_seconds": time.perf_counter() - started}
+    if replay is not None:
+        # Turns of this call only: a resumed evaluation's earlier chunks are not counted.
+        replayed["replayed_turns"] = backend.replayed
+    seconds = time.perf_counter() - started
+    return {**arm_scores(arm, episodes), "eval_seconds": seconds, **replayed}
 
 
 def held_out_curve(
-    arm: str, seed: int, run_dir: Path, args: argparse.Namespace, episodes_dir: Path
+    arm: str,
+    seed: int,
+    run_dir: Path,
+    args: argparse.Namespace,
+    episodes_dir: Path,
+    rows: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """Scores of each policy snapshot in ``run_dir``, in order of training time."""
+    """Scores of each policy snapshot in ``run_dir``, in order of training time.
+
+    ``rows``: the finished rows, whose vanilla control's first attempts a snapshot replays
+    where it may (:func:`replay_source`).
+    """
     from agents.snapshots import list_snapshots
 
     points = []
     for path, info in list_snapshots(run_dir):
         model, tokenizer, scope = load_eval_policy(arm, path, args)
         episodes = episodes_dir / f"{arm}__seed{seed}__{info['minutes']:g}min.jsonl"
-        scores = run_eval(arm, model, tokenizer, args, episodes, seed, scope)
+        replay = replay_source(arm, args, rows, scope)
+        scores = run_eval(arm, model, tokenizer, args, episodes, seed, scope, replay)
         del model
         gc.collect()
         position = {k: info[k] for k in ("iteration", "step") if k in info}
@@ -1664,7 +1734,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         model = eval_model(base, args)
         del base
         for arm in controls:
-            finish(arm, 0, run_eval(arm, model, tokenizer, args, episodes(arm, 0), 0))
+            replay = replay_source(arm, args, rows)
+            scores = run_eval(arm, model, tokenizer, args, episodes(arm, 0), 0, "all", replay)
+            finish(arm, 0, scores)
         del model
     for seed in range(1, args.seeds + 1):
         for arm, trainer in (("rrr", train_rrr), ("rise", train_rise)):
@@ -1695,10 +1767,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 fields["rrr_adapter_scope"] = scope
                 fields["rrr_truncated_reflections"] = args.rrr_truncated_reflections
                 fields["rrr_collect_temperature"] = rrr_collect_temperature(args)
-            scores = run_eval(arm, model, tokenizer, args, episodes(arm, seed), seed, scope)
+            replay = replay_source(arm, args, rows, scope)
+            scores = run_eval(arm, model, tokenizer, args, episodes(arm, seed), seed, scope, replay)
             del model
             gc.collect()
-            curve = held_out_curve(arm, seed, run_dir, args, out / "episodes")
+            curve = held_out_curve(arm, seed, run_dir, args, out / "episodes", rows)
             finish(arm, seed, {**trained, **fields, **scores, "held_out_curve": curve})
     if rows:
         write_report(rows, args, command, out)
