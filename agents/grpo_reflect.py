@@ -67,10 +67,11 @@ from agents.reflection_rollout import (
     RolloutBatch,
     TokenGenerator,
     TRLVLLMGenerator,
+    groups_without_gradient,
     prompt_key,
     reflect_and_retry,
     replace_groups,
-    uniform_groups,
+    trained_rewards,
     with_sampling,
     without_adapter,
 )
@@ -236,29 +237,24 @@ class ReflectRetryRollout:
 
     def rewards(self, batch: RolloutBatch) -> list[float]:
         """What GRPO trains on: the env's verdicts, less the truncation penalty if any."""
-        if self.truncated_reflections != "penalize":
-            return list(batch.rewards)
-        return [
-            reward - (0.0 if stopped else TRUNCATION_PENALTY)
-            for reward, stopped in zip(batch.rewards, batch.reflection_stopped, strict=True)
-        ]
+        return trained_rewards(
+            batch.rewards, batch.reflection_stopped, self.truncated_reflections, TRUNCATION_PENALTY
+        )
 
     def groups_without_signal(self, batch: RolloutBatch, group_size: int) -> list[int]:
         """Groups (by position) that give GRPO no gradient.
 
         Those whose trained rewards (:meth:`rewards`) are all equal, and under
         ``truncated_reflections="mask"`` also those whose every reflection was cut (no token
-        of theirs carries loss).
+        of theirs carries loss); see :func:`agents.reflection_rollout.groups_without_gradient`.
         """
-        without = set(uniform_groups(self.rewards(batch), group_size))
-        if self.truncated_reflections == "mask":
-            stopped = batch.reflection_stopped
-            without |= {
-                g
-                for g in range(len(stopped) // group_size)
-                if not any(stopped[g * group_size : (g + 1) * group_size])
-            }
-        return sorted(without)
+        return groups_without_gradient(
+            batch.rewards,
+            batch.reflection_stopped,
+            group_size,
+            self.truncated_reflections,
+            TRUNCATION_PENALTY,
+        )
 
     def draw(self, taken: set[str]) -> list[Message]:
         """A random failure prompt of the dataset, one not in ``taken`` while there are any.

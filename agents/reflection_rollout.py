@@ -326,6 +326,45 @@ def uniform_groups(rewards: Sequence[float], group_size: int) -> list[int]:
     ]
 
 
+def trained_rewards(
+    rewards: Sequence[float], reflection_stopped: Sequence[bool], rule: str, penalty: float
+) -> list[float]:
+    """What GRPO trains on under ``rule`` for cut reflections.
+
+    The env's rewards, less ``penalty`` where a reflection was cut and ``rule`` is
+    ``"penalize"``.
+    """
+    if rule != "penalize":
+        return list(rewards)
+    return [
+        reward - (0.0 if stopped else penalty)
+        for reward, stopped in zip(rewards, reflection_stopped, strict=True)
+    ]
+
+
+def groups_without_gradient(
+    rewards: Sequence[float],
+    reflection_stopped: Sequence[bool],
+    group_size: int,
+    rule: str,
+    penalty: float,
+) -> list[int]:
+    """Groups (by position) that give GRPO no gradient under ``rule`` for cut reflections.
+
+    Those whose trained rewards (:func:`trained_rewards`) are all equal, and under ``"mask"``
+    also those whose every reflection was cut (no token of theirs carries loss).
+    """
+    trained = trained_rewards(rewards, reflection_stopped, rule, penalty)
+    without = set(uniform_groups(trained, group_size))
+    if rule == "mask":
+        without |= {
+            g
+            for g in range(len(reflection_stopped) // group_size)
+            if not any(reflection_stopped[g * group_size : (g + 1) * group_size])
+        }
+    return sorted(without)
+
+
 def replace_groups(
     batch: RolloutBatch, groups: Sequence[int], fresh: RolloutBatch, group_size: int
 ) -> RolloutBatch:

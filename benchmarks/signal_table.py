@@ -43,11 +43,14 @@ import rrr_env
 from agents.backends import eos_token_ids
 from agents.collect_failures import collect_query_records
 from agents.engines import ENGINES, EngineGenerator, check_engine, make_backend, make_engine
+from agents.grpo_reflect_config import TRUNCATED_REFLECTIONS, TRUNCATION_PENALTY
 from agents.reflection_rollout import (
     EPISODE_OPTIONS,
     EpisodeReplayer,
     HFGenerator,
+    groups_without_gradient,
     reflect_and_retry,
+    trained_rewards,
 )
 from agents.rollout import SamplingParams
 from benchmarks.common import RESULTS, command_line, machine_line, write_row
@@ -80,6 +83,12 @@ NOTES = [
     "At 0.10 signal groups per CPU-minute (1.5 CPU-s per wall second here: ~0.15 per wall "
     "minute), a 120-minute run trains on at most ~18 groups with reward variance (fewer: "
     "scoring and backward passes take time too).",
+    "Cut reflections (second table), 1.5B, retry from the reflection, groups of 8: retries "
+    "after a cut reflection succeed no less often (2 of 41) than after a complete one (2 of "
+    "87). `mask` would drop 2 of the 4 correct retries from the update; `penalize` gives 14 "
+    "of 16 groups a gradient, 11 of them from the length penalty alone, so most of its update "
+    "would teach shorter reflections, not correct retries. The RRR runs therefore keep the "
+    "default `keep`. This compares what each rule leaves to train on, not trained models.",
 ]
 
 
@@ -345,6 +354,83 @@ def summarize(rows: Sequence[dict[str, Any]], failures: Sequence[dict[str, Any]]
     }
 
 
+def truncation_rules(rows: Sequence[dict[str, Any]], group_size: int) -> dict[str, Any]:
+    """What each rule for cut reflections (the trainer's ``--truncated_reflections``) leaves.
+
+    Over the groups of ``group_size`` in ``rows`` (each row's rollouts split in order), per
+    rule: groups with a gradient (:func:`agents.reflection_rollout.groups_without_gradient`),
+    those among them with no correct retry (a gradient from the length penalty alone), and the
+    correct retries that the update reinforces (above their group's mean trained reward, and
+    carrying loss: under ``mask`` a cut reflection carries none). Also the retry success
+    after complete and after cut reflections.
+    """
+    rewards = [x for r in rows for x in r["rewards"]]
+    stopped = [x for r in rows for x in r["reflection_stopped"]]
+    groups = len(rewards) // group_size
+    pairs = list(zip(rewards, stopped, strict=True))
+    out: dict[str, Any] = {
+        "groups": groups,
+        "after_complete": (sum(r for r, s in pairs if s), sum(stopped)),
+        "after_cut": (sum(r for r, s in pairs if not s), stopped.count(False)),
+    }
+    for rule in TRUNCATED_REFLECTIONS:
+        trained = trained_rewards(rewards, stopped, rule, TRUNCATION_PENALTY)
+        without = set(
+            groups_without_gradient(rewards, stopped, group_size, rule, TRUNCATION_PENALTY)
+        )
+        with_gradient = [g for g in range(groups) if g not in without]
+        reinforced = 0
+        for g in with_gradient:
+            span = range(g * group_size, (g + 1) * group_size)
+            mean = sum(trained[k] for k in span) / group_size
+            reinforced += sum(
+                rewards[k] > 0 and trained[k] > mean and (rule != "mask" or stopped[k])
+                for k in span
+            )
+        out[rule] = {
+            "with_gradient": len(with_gradient),
+            "penalty_only": sum(
+                not any(rewards[g * group_size : (g + 1) * group_size]) for g in with_gradient
+            ),
+            "reinforced": reinforced,
+        }
+    return out
+
+
+def truncation_lines(
+    cells: dict[tuple[str, str], list[dict[str, Any]]], group_size: int
+) -> list[str]:
+    """The report's table of what each rule for cut reflections leaves to train on."""
+    lines = [
+        "## Cut reflections: what each rule leaves to train on",
+        "",
+        "The trainer's `--truncated_reflections`: `keep` trains a cut reflection as any other, "
+        "`mask` takes its tokens out of the loss, `penalize` lowers its reward by "
+        f"{TRUNCATION_PENALTY:g}. Counted on the rollouts above, with the trainer's own rules "
+        "(`agents.reflection_rollout.groups_without_gradient`): groups with a gradient, of "
+        "them those with no correct retry (a gradient from the length penalty alone), and the "
+        "correct retries the update reinforces (above their group's mean trained reward, with "
+        "their tokens in the loss).",
+        "",
+        "| model | retry from | group | retry success after complete / cut reflections | "
+        "groups with gradient: keep / mask / penalize | of them penalty only (penalize) | "
+        "correct retries reinforced: keep / mask / penalize |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (model, context), cell in cells.items():
+        for size in (group_size // 2, group_size):
+            t = truncation_rules(cell, size)
+            done, cut = t["after_complete"], t["after_cut"]
+            gradient = " / ".join(f"{t[r]['with_gradient']}" for r in TRUNCATED_REFLECTIONS)
+            reinforced = " / ".join(f"{t[r]['reinforced']}" for r in TRUNCATED_REFLECTIONS)
+            lines.append(
+                f"| {model} | {context} | {size} | {done[0]:g}/{done[1]} / {cut[0]:g}/{cut[1]} | "
+                f"{gradient} (of {t['groups']}) | {t['penalize']['penalty_only']} | "
+                f"{reinforced} |"
+            )
+    return lines
+
+
 def render(out_dir: Path) -> str:
     """The report: one row per (model, retry context, group size), best rate first."""
     rows = read_rows(out_dir / "rows.jsonl")
@@ -412,6 +498,7 @@ def render(out_dir: Path) -> str:
         f"groups of {best[3].strip()}: {best[4].strip()} groups with reward variance, "
         f"{best[5].strip()} signal groups per CPU-minute of rollouts.",
     ]
+    lines += ["", *truncation_lines(cells, settings["group_size"])]
     total = sum(r["cpu_s"] for r in rows)
     lines += ["", f"Rollout CPU time in all: {total / 60:.1f} min.", ""]
     lines += [f"- {note}" for note in NOTES] + [""]

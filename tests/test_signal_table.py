@@ -57,6 +57,29 @@ def test_a_group_counts_once_and_its_halves_separately():
     assert s["rate_half"] == pytest.approx(60 * 3 / 48)
 
 
+def test_each_rule_for_cut_reflections_leaves_what_the_trainer_would_train_on():
+    cut, done = False, True
+    rows = [
+        # Group 0: one correct retry, after a cut reflection; the others complete failures.
+        row("m", "reflection", 0, [1, 0, 0, 0], stopped=[cut, done, done, done]),
+        # Group 1: no correct retry; two reflections cut (only the penalty tells them apart).
+        row("m", "reflection", 1, [0, 0, 0, 0], stopped=[cut, cut, done, done]),
+        # Group 2: every reflection cut, one correct retry.
+        row("m", "reflection", 2, [0, 1, 0, 0], stopped=[cut] * 4),
+    ]
+    t = signal_table.truncation_rules(rows, group_size=4)
+    assert (t["groups"], t["after_complete"], t["after_cut"]) == (3, (0, 5), (2, 7))
+    # keep: groups 0 and 2 have reward variance; both correct retries are reinforced.
+    assert t["keep"] == {"with_gradient": 2, "penalty_only": 0, "reinforced": 2}
+    # mask: group 2 carries no loss at all, and group 0's correct retry carries none either
+    # (only its complete failures are pushed down).
+    assert t["mask"] == {"with_gradient": 1, "penalty_only": 0, "reinforced": 0}
+    # penalize: group 0 trains on [0, 0, 0, 0] (1 - 1 for the cut one),
+    # no gradient; group 1: [-1, -1, 0, 0], a gradient from the penalty alone; group 2:
+    # [-1, 0, -1, -1], its correct retry above the mean.
+    assert t["penalize"] == {"with_gradient": 2, "penalty_only": 1, "reinforced": 1}
+
+
 def test_the_report_ranks_rows_by_signal_rate(tmp_path):
     rows = [
         row("big", "conversation", 0, [1, 0, 0, 0], cpu_s=40.0),
@@ -64,9 +87,10 @@ def test_the_report_ranks_rows_by_signal_rate(tmp_path):
     ]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = signal_table.render(tmp_path)
+    first_table = report.split("## Cut reflections")[0]
     table = [
         line
-        for line in report.splitlines()
+        for line in first_table.splitlines()
         if line.startswith("| big") or line.startswith("| small")
     ]
     assert [line.split("|")[1].strip() for line in table] == ["small", "small", "big", "big"]
