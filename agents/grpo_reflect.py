@@ -1170,6 +1170,8 @@ def train(args: GRPOReflectConfig, model_args: Any = None) -> dict[str, Any]:
         "steps": trainer.state.global_step,
         "failures": len(dataset),
         "failures_source": failures_source(args),
+        # What generated the rollouts: --engine, or torch after an engine failed to start.
+        "generation_engine": "vllm" if args.use_vllm else trainer.rollout_func.engine,
         "step_changes": _step_changes(trainer),
         "log_history": trainer.state.log_history,
     }

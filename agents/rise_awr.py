@@ -1001,6 +1001,8 @@ class TrainResult:
         evaluations: Evaluation scores keyed by the iteration of the evaluated policy.
         train_seconds: Wall time of collection and updates (evaluations excluded), summed
             over all iterations of the run, resumed ones included.
+        engine: What generated this process's rollouts: ``--engine``, or ``torch`` where the
+            engine could not start (after its warning).
     """
 
     policy: Any
@@ -1009,6 +1011,7 @@ class TrainResult:
     iteration: int
     evaluations: dict[int, dict[str, float]]
     train_seconds: float = 0.0
+    engine: str = "torch"
 
 
 def train(args: Args) -> TrainResult:
@@ -1209,7 +1212,9 @@ def train(args: Args) -> TrainResult:
         log.log(iteration, evaluations[iteration])
         logger.info("iteration %d (trained): %s", iteration, evaluations[iteration])
     log.close()
-    return TrainResult(policy, tokenizer, run_dir, iteration, evaluations, spent)
+    # make_backend falls back to the torch backend (with a warning) where the engine failed.
+    used = "torch" if engine is None or isinstance(engine, TransformersBackend) else args.engine
+    return TrainResult(policy, tokenizer, run_dir, iteration, evaluations, spent, used)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -70,7 +70,8 @@ trains (from scratch or from a checkpoint: evaluations start after training, so 
 from another policy). A run folder made with other training options (RRR:
 ``harness_options.json``; RISE: ``args.json``) is refused: pick another ``--runs-dir`` or
 delete the folder. Rows record the options that change results (``eval_dtype``,
-``eval_engine``, ``retry_max_tokens``; trained arms ``train_engine``; RRR rows
+``eval_engine``, ``retry_max_tokens``; trained arms ``train_engine``, and
+``train_engine_used``: torch where that engine could not start; RRR rows
 ``rrr_adapter_scope``, ``rrr_truncated_reflections``, ``rrr_collect_temperature``), and a
 run refuses to add rows made with other values.
 
@@ -1005,6 +1006,7 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             for h in history
         ],
         "failures": result["failures"],
+        "train_engine_used": result["generation_engine"],
         "run_dir": str(run_dir),
     }
 
@@ -1036,6 +1038,7 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "iterations": result.iteration,
         "train_bf16": config.bf16,
         "train_generated_tokens": round(tokens),
+        "train_engine_used": result.engine,
         "run_dir": str(result.run_dir),
     }
 
@@ -1506,6 +1509,12 @@ def render(
             "(`--train-engine`)."
             if args.train_engine != "torch"
             else ""
+        )
+        + "".join(
+            f" {r['arm']} seed {r['seed']} trained with {r['train_engine_used']} rollouts "
+            f"(`--train-engine {r['train_engine']}` could not start)."
+            for r in rows
+            if r.get("train_engine_used", r.get("train_engine")) != r.get("train_engine")
         )
         + (
             " RRR-GRPO's reflections cut at the token limit are trained "

@@ -322,6 +322,24 @@ def test_evaluate_runs_on_the_engine(tmp_path):
     assert len(episodes) == 3
 
 
+def test_a_grpo_run_whose_engine_cannot_start_trains_with_torch_and_says_so(tmp_path, monkeypatch):
+    """One step: the engine's package missing, the rollout warns, samples with the trainer's
+    model, and names torch as its engine (what the run's result reports)."""
+    from test_no_signal_step import failures, make_config
+
+    import agents.engines as engines
+    from agents.grpo_reflect import build_trainer
+
+    monkeypatch.setattr(engines.importlib.util, "find_spec", lambda name: None)
+    model, tokenizer = load_model_and_tokenizer("smollm2-135m", dtype="float32")
+    config = make_config(tmp_path, engine="openvino", max_steps=1, temperature=1.0)
+    trainer = build_trainer(config, model, tokenizer, failures(config, 4))
+    with pytest.warns(engines.EngineFallbackWarning, match="falling back to --engine torch"):
+        trainer.train()
+    assert trainer.state.global_step == 1
+    assert trainer.rollout_func.engine == "torch" and trainer.rollout_func._engine_generator is None
+
+
 @needs_openvino
 def test_grpo_rollouts_run_on_the_engine_and_follow_each_update(tmp_path):
     """RRR-GRPO with --engine openvino: the engine samples, and serves each new adapter."""

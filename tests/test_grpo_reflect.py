@@ -746,6 +746,7 @@ def test_command_line_collects_evaluates_trains_and_reports(tmp_path, capsys):
         ]
     )
     assert result["steps"] == 1 and result["failures"] == 2
+    assert result["generation_engine"] == "torch"
     assert "_original_forward" not in vars(result["model"]), "accelerate's autocast removed"
     for name in ("before", "after"):
         metrics = json.loads((output / f"eval_{name}" / "metrics.json").read_text())

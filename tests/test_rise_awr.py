@@ -346,6 +346,19 @@ def test_resume_continues_the_iteration_count(smoke_run):
 
 
 @pytest.mark.slow
+def test_the_result_says_which_engine_generated(tmp_path, monkeypatch, smoke_run):
+    import agents.engines as engines
+
+    assert smoke_run.engine == "torch"
+    # An engine that cannot start (its package missing): the run warns once, goes on with
+    # torch, and says so, rather than record the engine it was asked for.
+    monkeypatch.setattr(engines.importlib.util, "find_spec", lambda name: None)
+    with pytest.warns(engines.EngineFallbackWarning, match="falling back to --engine torch"):
+        result = train(tiny_args(tmp_path, engine="openvino", eval_n=0))
+    assert result.iteration == 1 and result.engine == "torch"
+
+
+@pytest.mark.slow
 def test_lora_trains_only_the_adapters(tmp_path):
     result = train(tiny_args(tmp_path, use_peft=True, eval_n=0, lora_r=4))
     trainable = [n for n, p in result.policy.named_parameters() if p.requires_grad]

@@ -203,6 +203,26 @@ def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_co
     assert "dynamic sampling" not in render(rows, parse_args([]), "cmd")
 
 
+def test_report_names_trained_rows_whose_engine_fell_back_to_torch():
+    base = {
+        "machine": machine_info(MEASURED_CODE, PACKAGES),
+        "items": 2,
+        "first_try": 0.0,
+        "second_try": 0.5,
+        "solved_second": [1],
+        "eval_generated_tokens": 10,
+        "train_engine": "openvino",
+    }
+    rows = [
+        {**base, "arm": "rrr", "seed": 1, "train_engine_used": "openvino"},
+        {**base, "arm": "rise", "seed": 1, "train_engine_used": "torch"},
+        {**base, "arm": "rise", "seed": 2},  # from before the field: what it asked for
+    ]
+    report = render(rows, parse_args(["--train-engine", "openvino"]), "cmd")
+    assert "rise seed 1 trained with torch rollouts (`--train-engine openvino` could not" in report
+    assert "rrr seed 1 trained with" not in report and "rise seed 2 trained with" not in report
+
+
 def test_report_names_rows_run_on_another_cpu():
     """Wall-clock budgets buy less training on a CPU without bf16 units: the report says so."""
     fast = {
