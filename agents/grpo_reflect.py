@@ -128,9 +128,10 @@ class ReflectRetryRollout:
     ``retry``, ``reflection_tokens``, ``retry_tokens``, ``reflection_stopped``,
     ``group_draws`` (groups drawn for the completion's slot, 1 without resampling),
     ``group_uniform`` (whether its group gives no gradient: equal trained rewards, or every
-    reflection cut under ``truncated_reflections="mask"``) and ``trained_reward`` (the
-    reward GRPO trains on: ``retry_reward`` less any truncation penalty). ``env_mask`` also
-    comes with ``truncated_reflections="mask"``.
+    reflection cut under ``truncated_reflections="mask"``), ``trained_reward`` (the
+    reward GRPO trains on: ``retry_reward`` less any truncation penalty), and the call's
+    ``rollout_seconds`` and ``engine_sync_seconds`` (the same on every completion).
+    ``env_mask`` also comes with ``truncated_reflections="mask"``.
     """
 
     def __init__(
@@ -185,6 +186,7 @@ class ReflectRetryRollout:
         self.last_groups_with_signal = 0
 
     def __call__(self, prompts: list[list[Message]], trainer: Any) -> dict[str, Any]:
+        started, synced = time.perf_counter(), self.engine_sync_seconds()
         args = trainer.args
         # Read before generating: the generator may switch the model to eval mode meanwhile.
         training = trainer.model.training
@@ -233,7 +235,16 @@ class ReflectRetryRollout:
         output = self.to_trl(batch)
         output["group_draws"] = [draws[i // group_size] for i in range(len(batch.rewards))]
         output["group_uniform"] = [i // group_size in uniform for i in range(len(batch.rewards))]
+        # The call's wall time (every draw, the engine's weight syncs included) and the syncs'.
+        n = len(batch.rewards)
+        output["rollout_seconds"] = [time.perf_counter() - started] * n
+        output["engine_sync_seconds"] = [self.engine_sync_seconds() - synced] * n
         return output
+
+    def engine_sync_seconds(self) -> float:
+        """Seconds the ``--engine`` generator has spent loading the policy's weights so far."""
+        generator = self._engine_generator
+        return 0.0 if generator is None else float(getattr(generator.engine, "sync_seconds", 0))
 
     def rewards(self, batch: RolloutBatch) -> list[float]:
         """What GRPO trains on: the env's verdicts, less the truncation penalty if any."""
@@ -427,8 +438,11 @@ def retry_success(
     ``rrr/reflection_clipped`` (share of reflections cut at the token limit),
     ``rrr/group_draws`` (groups drawn per trained group, see ``--resample_groups``) and
     ``rrr/drawn_zero_variance`` (share of all drawn groups whose rewards were all equal, TRL's
-    ``frac_reward_zero_std`` before resampling), and adds the reflection, retry and verdict
-    reason to TRL's completions table (``--log_completions``).
+    ``frac_reward_zero_std`` before resampling), ``rrr/rollout_seconds`` (the rollout's wall
+    time: every draw, weight syncs included; TRL's ``step_time`` less this is scoring and the
+    backward passes) and ``rrr/engine_sync_seconds`` (its ``--engine`` weight syncs), and
+    adds the reflection, retry and verdict reason to TRL's completions table
+    (``--log_completions``).
     """
     rewards = [float(r) for r in retry_reward]
     if log_metric is not None and rewards:
@@ -446,6 +460,9 @@ def retry_success(
             with_variance = sum(not u for u in kwargs["group_uniform"])
             log_metric("rrr/group_draws", drawn / len(rewards))
             log_metric("rrr/drawn_zero_variance", (drawn - with_variance) / drawn)
+        for name in ("rollout_seconds", "engine_sync_seconds"):
+            if kwargs.get(name):
+                log_metric(f"rrr/{name}", kwargs[name][0])
     if log_extra is not None:
         for name in ("reflection", "retry", "retry_reason"):
             if name in kwargs:

@@ -1002,6 +1002,11 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
                 # variance (equal to zero_variance without --rrr-resample-groups).
                 "group_draws": h.get("rrr/group_draws"),
                 "drawn_zero_variance": h.get("rrr/drawn_zero_variance"),
+                # Where the step's time went: TRL's step_time is the whole step; the rollout
+                # (generation, every draw, and the engine's weight syncs) is part of it.
+                "step_seconds": h.get("step_time"),
+                "rollout_seconds": h.get("rrr/rollout_seconds"),
+                "engine_sync_seconds": h.get("rrr/engine_sync_seconds"),
             }
             for h in history
         ],

@@ -360,12 +360,21 @@ def test_grpo_rollouts_run_on_the_engine_and_follow_each_update(tmp_path):
     with torch.no_grad():  # as an optimizer step would (this config trains every weight)
         for param in policy.parameters():
             param.add_(torch.randn_like(param) * 1e-3)
-    syncs = generator.engine.syncs
+    syncs, sync_seconds = generator.engine.syncs, generator.engine.sync_seconds
     prompts = [r["prompt"] for r in failures(config, 2) for _ in range(2)]
     batch = rollout(prompts, trainer)
     assert generator.engine.syncs == syncs + 1  # new weights served before generating
     assert generator.engine.served == weights_fingerprint(policy)
     assert len(batch["completion_ids"]) == 4
+    # The call reports its wall time and its share spent loading the new weights.
+    (spent,) = set(batch["engine_sync_seconds"])
+    assert spent == pytest.approx(generator.engine.sync_seconds - sync_seconds) and spent > 0
+    assert set(batch["rollout_seconds"]) == {batch["rollout_seconds"][0]}
+    assert batch["rollout_seconds"][0] > spent
+    # The trained step logged both, within TRL's time for the whole step.
+    (logged,) = [h for h in trainer.state.log_history if "rrr/rollout_seconds" in h]
+    assert 0 < logged["rrr/engine_sync_seconds"] < logged["rrr/rollout_seconds"]
+    assert logged["rrr/rollout_seconds"] <= logged["step_time"]
 
 
 @needs_openvino
