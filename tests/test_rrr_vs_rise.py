@@ -174,24 +174,29 @@ def test_rrr_beta_reaches_the_trainer_and_defaults_to_the_papers(tmp_path):
     assert rrr_config(parse_args([*runs, "--rrr-beta", "0"]), seed=1).beta == 0.0
 
 
-def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_cost():
-    base = {
+def report_row(arm: str, seed: int, **fields) -> dict:
+    """A results row of 2 items (2nd try 0.5) measured on this machine, with ``fields``."""
+    row = {
+        "arm": arm,
+        "seed": seed,
         "machine": machine_info(MEASURED_CODE, PACKAGES),
         "items": 2,
         "first_try": 0.0,
         "second_try": 0.5,
         "solved_second": [1],
+        "eval_generated_tokens": 10,
     }
+    return {**row, **fields}
+
+
+def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_cost():
     curve = [
         {"step": 1, "retry_success": 0.5, "zero_variance": 0.0, "group_draws": 3.0,
          "drawn_zero_variance": 2 / 3},
         {"step": 2, "retry_success": 0.25, "zero_variance": 1.0, "group_draws": 5.0,
          "drawn_zero_variance": 1.0},
     ]  # fmt: skip
-    rows = [
-        {**base, "arm": "vanilla", "seed": 0, "eval_generated_tokens": 10},
-        {**base, "arm": "rrr", "seed": 1, "eval_generated_tokens": 10, "curve": curve},
-    ]
+    rows = [report_row("vanilla", 0), report_row("rrr", 1, curve=curve)]
     report = render(rows, parse_args([]), "cmd")
     assert "- seed 1: 1: 0.50, 2: 0.25" in report
     assert "no gradient: 50% over 2 steps" in report
@@ -204,19 +209,11 @@ def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_co
 
 
 def test_report_names_trained_rows_whose_engine_fell_back_to_torch():
-    base = {
-        "machine": machine_info(MEASURED_CODE, PACKAGES),
-        "items": 2,
-        "first_try": 0.0,
-        "second_try": 0.5,
-        "solved_second": [1],
-        "eval_generated_tokens": 10,
-        "train_engine": "openvino",
-    }
+    asked = {"train_engine": "openvino"}
     rows = [
-        {**base, "arm": "rrr", "seed": 1, "train_engine_used": "openvino"},
-        {**base, "arm": "rise", "seed": 1, "train_engine_used": "torch"},
-        {**base, "arm": "rise", "seed": 2},  # from before the field: what it asked for
+        report_row("rrr", 1, **asked, train_engine_used="openvino"),
+        report_row("rise", 1, **asked, train_engine_used="torch"),
+        report_row("rise", 2, **asked),  # from before the field: what it asked for
     ]
     report = render(rows, parse_args(["--train-engine", "openvino"]), "cmd")
     assert "rise seed 1 trained with torch rollouts (`--train-engine openvino` could not" in report
@@ -230,22 +227,12 @@ def test_report_names_rows_run_on_another_cpu():
         "cpu_model": "EPYC",
         "cpu_flags": ["avx512_bf16", "avx512f", "avx2"],
     }
-    base = {
-        "items": 2,
-        "first_try": 0.0,
-        "second_try": 0.5,
-        "solved_second": [1],
-        "eval_generated_tokens": 10,
-    }
-    rows = [
-        {**base, "arm": "vanilla", "seed": 0, "machine": fast},
-        {**base, "arm": "rise", "seed": 1, "machine": fast},
-    ]
+    rows = [report_row("vanilla", 0, machine=fast), report_row("rise", 1, machine=fast)]
     report = render(rows, parse_args([]), "cmd")
     assert "Machine: EPYC (avx512_bf16, avx512f, avx2; " in report
     assert "another CPU" not in report
-    rows.append({**base, "arm": "rise", "seed": 2, "machine": {**fast, "cpu_flags": ["avx2"]}})
-    rows.append({**base, "arm": "rise", "seed": 3, "machine": {**fast, "cpu_flags": []}})
+    rows.append(report_row("rise", 2, machine={**fast, "cpu_flags": ["avx2"]}))
+    rows.append(report_row("rise", 3, machine={**fast, "cpu_flags": []}))
     report = render(rows, parse_args([]), "cmd")
     assert (
         "Rows on another CPU than EPYC (avx512_bf16, avx512f, avx2) (a wall-clock budget buys a "
@@ -253,9 +240,7 @@ def test_report_names_rows_run_on_another_cpu():
         "(no AVX2)." in report
     )
     old = {k: v for k, v in fast.items() if k != "cpu_flags"}  # rows from before the field
-    report = render(
-        [{**base, "arm": "vanilla", "seed": 0, "machine": old}, rows[1]], parse_args([]), "cmd"
-    )
+    report = render([report_row("vanilla", 0, machine=old), rows[1]], parse_args([]), "cmd")
     assert "another CPU than EPYC (unknown features)" in report
     assert "rise seed 1: EPYC (avx512_bf16, avx512f, avx2)." in report
 
