@@ -56,6 +56,7 @@ def with_adapter(model, scale: float = 0.05, seed: int = 1):
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"])
+    torch.manual_seed(seed)  # lora_A's random start: the same adapter whatever ran before
     policy = get_peft_model(model, config)
     perturb(policy, scale, seed)
     return policy.eval()
