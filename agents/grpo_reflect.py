@@ -328,15 +328,16 @@ class ReflectRetryRollout:
         """
         if self._engine_generator is not None or self.engine == "torch":
             return self._engine_generator
-        from agents.engines import BaseView, make_engine
+        from agents.engines import make_engine, scoped_engines
 
         args, tokenizer = trainer.args, trainer.processing_class
         model = trainer.accelerator.unwrap_model(trainer.model)
         try:
-            engine = make_engine(self.engine, model, tokenizer)
             base = None
             if self.adapter_scope == "reflection":
-                base = make_engine(self.engine, BaseView(model), tokenizer)
+                engine, base = scoped_engines(self.engine, model, tokenizer)
+            else:
+                engine = make_engine(self.engine, model, tokenizer)
         except RuntimeError as error:
             warnings.warn(
                 f"--engine {self.engine} is unavailable ({error}); falling back to --engine torch",

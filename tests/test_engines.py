@@ -298,11 +298,56 @@ def test_openvino_reflection_scope_answers_with_the_base_model(smol):
         with policy.disable_adapter():
             base = top1_share(policy, out[2:]), top1_share(policy, out[:2])
         # attempts are the base model's choices, reflections the adapted model's (bf16 on both
-        # sides: near-ties may differ, so shares, and each against the other model's)
+        # sides: near-ties may differ, so shares, and each against the other model's; this
+        # strong adapter's reflections have many near-ties: 0.77-1.0 over LoRA seeds 1-5, where
+        # the other model's share is 0.27-0.56)
         assert base[1] >= 0.9 and base[1] > adapted[1]
-        assert adapted[0] >= 0.9 and adapted[0] > base[0]
+        assert adapted[0] >= 0.75 and adapted[0] > base[0]
         ref = backend.adapted.generate(reflection, GREEDY)
         assert [g.completion_ids for g in out[2:]] == [g.completion_ids for g in ref]
+    finally:
+        policy.unload()
+
+
+@needs_openvino
+def test_engines_that_do_not_fit_together_take_turns_with_the_same_outputs(smol, monkeypatch):
+    """Adapted and base engine share one slot when memory is short: same tokens, one alive."""
+    import psutil
+
+    model, tokenizer = smol
+    policy = with_adapter(model, scale=0.3, seed=3)
+    try:
+        env = gym.make("rrr/Countdown-v0", split="test", num_count=2, number_range=(1, 20))
+        request = env.unwrapped.task.reflection_request
+        attempt = conversations(2)
+        turns = [{"role": "assistant", "content": "7"}, {"role": "user", "content": request}]
+        mixed = attempt + [c + turns for c in attempt]  # attempts (base) and reflections
+
+        def scoped():
+            return make_backend(
+                "openvino",
+                policy,
+                tokenizer,
+                adapter_scope="reflection",
+                reflection_request=request,
+            )
+
+        together = scoped()
+        assert together.adapted.engine.slot is None  # 135M: two engines fit
+        expected = [g.completion_ids for g in together.generate(mixed, GREEDY)]
+        del together
+
+        real = psutil.virtual_memory()
+        short = real._replace(available=2 * 2**30)  # less than two engines and the headroom
+        monkeypatch.setattr(psutil, "virtual_memory", lambda: short)
+        turns_backend = scoped()
+        adapted, base = turns_backend.adapted.engine, turns_backend.base.engine
+        assert adapted.slot is not None and adapted.slot is base.slot
+        assert [g.completion_ids for g in turns_backend.generate(mixed, GREEDY)] == expected
+        assert [g.completion_ids for g in turns_backend.generate(mixed, GREEDY)] == expected
+        assert adapted.slot.swaps >= 3  # base, adapted, base, adapted: each turn a reload...
+        assert (adapted._pipeline is None) != (base._pipeline is None)  # ...one alive at a time
+        assert (adapted._version, base._version) == (1, 1)  # reloads reuse their one export
     finally:
         policy.unload()
 

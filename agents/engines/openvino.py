@@ -31,7 +31,7 @@ from agents.engines.gguf_export import export_gguf
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KV_CACHE_PRECISIONS", "OpenVINOEngine", "weights_fingerprint"]
+__all__ = ["KV_CACHE_PRECISIONS", "EngineSlot", "OpenVINOEngine", "weights_fingerprint"]
 
 #: KV-cache precisions accepted by :class:`OpenVINOEngine` (``u8`` is quantized).
 KV_CACHE_PRECISIONS = ("bf16", "f16", "f32", "u8")
@@ -57,6 +57,31 @@ def weights_fingerprint(model: Any) -> str:
     return digest.hexdigest()
 
 
+class EngineSlot:
+    """Room for one engine's pipeline at a time, for engines that do not fit in memory together.
+
+    Under adapter scope ``reflection`` two engines serve one policy: the adapted one writes the
+    reflections, the frozen base the attempts and retries. An OpenVINO pipeline holds about
+    three copies of its 16-bit weights (~9.3 GB for Qwen2.5-Coder-1.5B), so on a 24 GB machine
+    the two do not fit beside a training policy. Engines sharing a slot take turns: the one
+    about to generate drops the other's pipeline, then loads its own from the GGUF it exported
+    last (kept on disk while its weights are unchanged: no second export). Outputs are the
+    same as with two live engines; each turn costs a load (~20 s at 1.5B), counted in the
+    engines' ``sync_seconds``.
+    """
+
+    def __init__(self) -> None:
+        self.holder: OpenVINOEngine | None = None
+        self.swaps = 0
+
+    def take(self, engine: OpenVINOEngine) -> None:
+        """Give the slot to ``engine``, releasing the pipeline of the engine that held it."""
+        if self.holder is not None and self.holder is not engine:
+            self.holder.release()
+            self.swaps += 1
+        self.holder = engine
+
+
 class OpenVINOEngine:
     """An OpenVINO GenAI continuous-batching pipeline serving ``model``'s current weights.
 
@@ -69,6 +94,8 @@ class OpenVINOEngine:
         weight_type: ``"f16"`` (faithful) or ``"q8_0"`` (quantized: a different policy).
         max_num_seqs: Most sequences decoded at once.
         threads: CPU threads (0: OpenVINO's choice, all cores).
+        slot: An :class:`EngineSlot` shared with other engines (one pipeline alive at a time),
+            or None (this engine's pipeline stays loaded).
 
     Raises:
         ImportError: ``openvino_genai`` is not installed (``pip install -e '.[cpu-engine]'``).
@@ -85,6 +112,7 @@ class OpenVINOEngine:
         weight_type: str = "f16",
         max_num_seqs: int = 64,
         threads: int = 0,
+        slot: EngineSlot | None = None,
     ) -> None:
         import openvino_genai  # noqa: F401  (fail here, before any export, if missing)
 
@@ -101,6 +129,8 @@ class OpenVINOEngine:
         self.weight_type = weight_type
         self.max_num_seqs = max_num_seqs
         self.threads = threads
+        self.slot = slot
+        self._exported: tuple[str, Path] | None = None  # kept under a slot, for the next turn
         self._own_dir = workdir is None
         self.workdir = (
             Path(tempfile.mkdtemp(prefix="rrr-openvino-")) if workdir is None else Path(workdir)
@@ -124,10 +154,16 @@ class OpenVINOEngine:
         import openvino_genai as ov_genai
 
         start = time.perf_counter()
-        self._version += 1
-        path = self.workdir / f"policy-{self._version}.gguf"
-        with torch.no_grad():
-            export_gguf(self.model, path, weight_type=self.weight_type)
+        if self.slot is not None:
+            self.slot.take(self)
+        self._pipeline = None  # free the old one first: two copies of the weights otherwise
+        if self._exported is not None and self._exported[0] == fingerprint:
+            path = self._exported[1]  # this engine's turn again, same weights: no export
+        else:
+            self._version += 1
+            path = self.workdir / f"policy-{self._version}.gguf"
+            with torch.no_grad():
+                export_gguf(self.model, path, weight_type=self.weight_type)
         exported = time.perf_counter()
         scheduler = ov_genai.SchedulerConfig()
         scheduler.max_num_seqs = self.max_num_seqs
@@ -135,14 +171,16 @@ class OpenVINOEngine:
         properties: dict[str, Any] = {"KV_CACHE_PRECISION": self.kv_cache_precision}
         if self.threads:
             properties["INFERENCE_NUM_THREADS"] = self.threads
-        self._pipeline = None  # free the old one first: two copies of the weights otherwise
         self._pipeline = ov_genai.ContinuousBatchingPipeline(
             str(path), scheduler, "CPU", properties
         )
         for old in self.workdir.glob("policy-*.gguf"):
             if old != path:
                 old.unlink(missing_ok=True)
-        path.unlink(missing_ok=True)  # the pipeline holds what it needs
+        if self.slot is None:
+            path.unlink(missing_ok=True)  # the pipeline holds what it needs
+        else:
+            self._exported = (fingerprint, path)  # for this engine's next turn
         done = time.perf_counter()
         self._fingerprint = fingerprint
         self.syncs += 1
@@ -155,6 +193,10 @@ class OpenVINOEngine:
             done - exported,
         )
         return True
+
+    def release(self) -> None:
+        """Drop the pipeline (its memory); the next generation loads it again."""
+        self._pipeline = None
 
     @property
     def served(self) -> str | None:
@@ -233,6 +275,9 @@ class OpenVINOEngine:
         """Drop the pipeline and remove the temporary folder (if the engine made it)."""
         self._pipeline = None
         self._fingerprint = None
+        self._exported = None
+        if self.slot is not None and self.slot.holder is self:
+            self.slot.holder = None
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
