@@ -229,6 +229,7 @@ class ReflectRetryRollout:
                 for g, prompt in zip(groups, fresh, strict=True):
                     prompts[g * group_size : (g + 1) * group_size] = [prompt] * group_size
                     draws[g] += 1
+        self.release_shared_engine()
         self.last_batch = batch
         uniform = set(self.groups_without_signal(batch, group_size))
         self.last_groups_with_signal = len(batch.rewards) // group_size - len(uniform)
@@ -242,9 +243,23 @@ class ReflectRetryRollout:
         return output
 
     def engine_sync_seconds(self) -> float:
-        """Seconds the ``--engine`` generator has spent loading the policy's weights so far."""
+        """Seconds the ``--engine`` generator's engines have spent loading weights so far."""
         generator = self._engine_generator
-        return 0.0 if generator is None else float(getattr(generator.engine, "sync_seconds", 0))
+        if generator is None:
+            return 0.0
+        engines = [generator.engine, generator.base_engine]
+        return float(sum(getattr(e, "sync_seconds", 0) for e in engines if e is not None))
+
+    def release_shared_engine(self) -> None:
+        """Unload the engine holding a shared slot, so that the training step has its memory.
+
+        Engines that take turns (:class:`agents.engines.openvino.EngineSlot`) reload at the
+        next rollout's first turn anyway: this costs no load.
+        """
+        generator = self._engine_generator
+        slot = getattr(generator.engine, "slot", None) if generator is not None else None
+        if slot is not None and slot.holder is not None:
+            slot.holder.release()
 
     def rewards(self, batch: RolloutBatch) -> list[float]:
         """What GRPO trains on: the env's verdicts, less the truncation penalty if any."""

@@ -424,6 +424,34 @@ def test_grpo_rollouts_run_on_the_engine_and_follow_each_update(tmp_path):
 
 
 @needs_openvino
+def test_grpo_engines_that_take_turns_leave_the_training_step_their_memory(tmp_path, monkeypatch):
+    """Scope reflection, memory short: one slot, nothing loaded while the step trains."""
+    import psutil
+    from peft import LoraConfig
+    from test_no_signal_step import failures, make_config
+
+    from agents.grpo_reflect import build_trainer
+
+    real = psutil.virtual_memory()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: real._replace(available=2 * 2**30))
+    model, tokenizer = load_model_and_tokenizer("smollm2-135m", dtype="float32")
+    config = make_config(
+        tmp_path, engine="openvino", adapter_scope="reflection", max_steps=1, temperature=1.0
+    )
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    trainer = build_trainer(config, model, tokenizer, failures(config, 4), peft_config=lora)
+    trainer.train()
+    generator = trainer.rollout_func._engine_generator
+    adapted, base = generator.engine, generator.base_engine
+    assert adapted.slot is not None and adapted.slot is base.slot
+    assert adapted.syncs >= 1 and base.syncs >= 1  # both generated: reflections, retries
+    assert adapted._pipeline is None and base._pipeline is None  # released for the step
+    (logged,) = [h for h in trainer.state.log_history if "rrr/engine_sync_seconds" in h]
+    both = adapted.sync_seconds + base.sync_seconds  # the base engine's loads count too
+    assert logged["rrr/engine_sync_seconds"] == pytest.approx(both, rel=1e-3)
+
+
+@needs_openvino
 def test_rise_awr_samples_on_the_engine(tmp_path, monkeypatch):
     """RISE-AWR's rollouts and best-of-N go through one engine that follows the updates."""
     from agents.engines.openvino import OpenVINOEngine
