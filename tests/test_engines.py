@@ -112,6 +112,24 @@ def test_export_reads_back_as_the_same_weights(smol, tmp_path):
         assert torch.equal(loaded[name], weight.float()), name
 
 
+def test_q8_export_reads_back_within_its_quantization_step(smol, tmp_path):
+    """Q8_0: each block of 32 weights shares one scale; every weight is within about half a step."""
+    model, _ = smol
+    path = export_gguf(model, tmp_path / "policy-q8.gguf", weight_type="q8_0")
+    loaded = load_gguf(path).state_dict()
+    for name, weight in model.state_dict().items():
+        weight = weight.float()
+        if weight.dim() == 1:
+            assert torch.equal(loaded[name], weight), name
+            continue
+        blocks = weight.reshape(-1, 32)
+        step = blocks.abs().amax(dim=1, keepdim=True) / 127
+        error = (loaded[name].reshape(-1, 32) - blocks).abs()
+        # half a step, plus the scale stored as f16 (127 steps times its rounding, 2**-11)
+        assert torch.all(error <= step * (0.5 + 127 * 2**-11) + 1e-8), name
+        assert not torch.equal(loaded[name], weight), name  # quantized, not a copy
+
+
 def test_export_merges_lora_and_leaves_the_policy_alone(smol, tmp_path):
     model, _ = smol
     base = {k: v.clone() for k, v in model.state_dict().items()}

@@ -286,9 +286,9 @@ def export_gguf(
                 writer.add_tensor_info(target, shape, np.dtype(np.float32), 4 * shape[0])
             elif weight_type == "q8_0":
                 block, size = gguf.GGML_QUANT_SIZES[q8]
-                rows = int(np.prod(shape[:-1]))
-                nbytes = rows * (shape[-1] // block) * size
-                writer.add_tensor_info(target, shape, np.dtype(np.uint8), nbytes, raw_dtype=q8)
+                byte_shape = (*shape[:-1], shape[-1] // block * size)  # what uint8 data means
+                nbytes = int(np.prod(byte_shape))
+                writer.add_tensor_info(target, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=q8)
             else:
                 writer.add_tensor_info(target, shape, np.dtype(np.float16), 2 * int(np.prod(shape)))
         writer.write_header_to_file()
