@@ -3,6 +3,8 @@
     python -m benchmarks.signal_table                        # every row; resumes after a kill
     python -m benchmarks.signal_table --models qwen2.5-coder-0.5b --failures 4
     python -m benchmarks.signal_table --render               # only rewrite the report
+    python -m benchmarks.signal_table --models qwen2.5-coder-1.5b --contexts reflection \
+        --retry-temperatures 0                               # greedy retries: more rows
 
 GRPO learns only from groups whose rewards differ: some sampled reflections lead to a correct
 retry and some do not. For each model this script, on ``rrr/Countdown3-NoFixedForms-v1``'s
@@ -13,8 +15,10 @@ validation split (settings are chosen on validation; the test split is for final
 2. for each retry context (the retry sees the whole conversation, or only the task and the
    reflection: the env's ``retry_context``), samples ``--group-size`` (16) reflections
    (``--reflection-tokens``) and one retry each (``--retry-tokens``) per failure with the
-   trainer's rollout code (:func:`agents.reflection_rollout.reflect_and_retry`, both phases at
-   temperature 1), and the env grades the retries.
+   trainer's rollout code (:func:`agents.reflection_rollout.reflect_and_retry`, reflections
+   at temperature 1, retries at each of ``--retry-temperatures``: 1 samples them as the
+   trainer does by default, 0 is greedy as in evaluation and makes the reward a function of
+   the reflection alone), and the env grades the retries.
 
 The same failures serve both retry contexts (a paired comparison), and each group of 16 also
 counts as two groups of 8 (its halves), so that one rollout answers both group sizes. The
@@ -51,6 +55,7 @@ from agents.reflection_rollout import (
     groups_without_gradient,
     reflect_and_retry,
     trained_rewards,
+    with_sampling,
 )
 from agents.rollout import SamplingParams
 from benchmarks.common import RESULTS, command_line, machine_line, write_row
@@ -83,6 +88,15 @@ NOTES = [
     "At 0.10 signal groups per CPU-minute (1.5 CPU-s per wall second here: ~0.15 per wall "
     "minute), a 120-minute run trains on at most ~18 groups with reward variance (fewer: "
     "scoring and backward passes take time too).",
+    "Greedy retries (retry T = 0; the same failures and, seed for seed, the same sampled "
+    "reflections, checked by their lengths and texts): 9 of 128 retries correct against 4 of "
+    "128 at T = 1, 5 of 16 groups of 8 with signal against 3, 0.17 signal groups per "
+    "CPU-minute against 0.10. Item 1: the two reflections whose sampled retry was right are "
+    "right greedily too, and two more; item 8: four others are (not its two sampled "
+    "successes); item 2 gains one. Greedy retries also match the evaluation, which retries "
+    "greedily, and make the reward a function of the reflection alone, so the RRR runs retry "
+    "greedily (`--rrr-retry-temperature 0`). Eight failures rank the two settings; they do "
+    "not measure the gap.",
     "Cut reflections (second table), 1.5B, retry from the reflection, groups of 8: retries "
     "after a cut reflection succeed no less often (2 of 41) than after a complete one (2 of "
     "87). `mask` would drop 2 of the 4 correct retries from the update; `penalize` gives 14 "
@@ -104,6 +118,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--attempt-tokens", type=int, default=512)
     parser.add_argument("--reflection-tokens", type=int, default=256)
     parser.add_argument("--retry-tokens", type=int, default=512)
+    parser.add_argument(
+        "--retry-temperatures",
+        nargs="+",
+        type=float,
+        default=[1.0],
+        help="Retry sampling temperatures, each its own rows (0: greedy).",
+    )
     parser.add_argument("--chunk", type=int, default=4, help="Failures per rollout call.")
     parser.add_argument("--engine", default="openvino", help=f"One of {', '.join(ENGINES)}.")
     parser.add_argument("--seed", type=int, default=0)
@@ -122,6 +143,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in ("failures", "attempt_tokens", "reflection_tokens", "retry_tokens", "chunk"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if any(not t >= 0 for t in args.retry_temperatures):
+        parser.error("--retry-temperatures must be >= 0")
     if args.group_size < 2 or args.group_size % 2:
         parser.error("--group-size must be an even number of at least 2")
     return args
@@ -130,6 +153,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The JSONL file's rows; none where it does not exist yet."""
     return _read_rows(path) if path.exists() else []
+
+
+def retry_temperature(row: dict[str, Any]) -> float:
+    """The row's retry temperature (rows from before the option sampled at 1)."""
+    return float(row.get("retry_temperature", 1.0))
 
 
 def make_env_factory(context: str) -> Any:
@@ -205,8 +233,12 @@ def roll_out(
     tokenizer: Any,
     eos: set[int],
     args: argparse.Namespace,
+    retry_generate: Any = None,
 ) -> list[dict[str, Any]]:
-    """One group per failure; one result row per failure, CPU time split evenly."""
+    """One group per failure; one result row per failure, CPU time split evenly.
+
+    ``retry_generate`` samples the retries (default: ``generate``, as the trainer does).
+    """
     replayer = EpisodeReplayer(make_env_factory(context), failures)
     prompts = [row["prompt"] for row in failures for _ in range(args.group_size)]
     cpu, wall = time.process_time(), time.perf_counter()
@@ -219,6 +251,7 @@ def roll_out(
         reflection_max_tokens=args.reflection_tokens,
         retry_max_tokens=args.retry_tokens,
         group_size=args.group_size,
+        retry_generate=retry_generate,
     )
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     rows = []
@@ -258,23 +291,17 @@ def measure(args: argparse.Namespace, command: str) -> None:
     results = args.out_dir / "rows.jsonl"
     settings = settings_of(args)
     done = {
-        (r["model"], r["context"], r["index"])
+        (r["model"], r["context"], retry_temperature(r), r["index"])
         for r in read_rows(results)
         if r["settings"] == settings
     }
+    cells = [(c, t) for c in args.contexts for t in args.retry_temperatures]
     machine = _machine_info(MEASURED_CODE, PACKAGES)
     for model_name in args.models:
-        wanted = [(c, None) for c in args.contexts]
         failures_path = args.out_dir / f"failures-{model_name}-seed{args.seed}.jsonl"
         if failures_path.exists():
             failures = collect(model_name, None, args, failures_path)
-            wanted = [
-                (c, f)
-                for c in args.contexts
-                for f in failures
-                if (model_name, c, f["index"]) not in done
-            ]
-            if not wanted:
+            if all((model_name, c, t, f["index"]) in done for c, t in cells for f in failures):
                 continue
         print(f"== {model_name}", flush=True)
         torch.manual_seed(args.seed)
@@ -292,21 +319,24 @@ def measure(args: argparse.Namespace, command: str) -> None:
             generate = EngineGenerator(engine, seed=args.seed + 1)
         failures = collect(model_name, backend, args, failures_path)
         with results.open("a") as handle:
-            for context in args.contexts:
-                todo = [f for f in failures if (model_name, context, f["index"]) not in done]
+            for context, temperature in cells:
+                key = (model_name, context, temperature)
+                todo = [f for f in failures if (*key, f["index"]) not in done]
+                retry = None if temperature == 1.0 else with_sampling(generate, temperature, 1.0)
                 for start in range(0, len(todo), args.chunk):
                     chunk = todo[start : start + args.chunk]
                     print(
-                        f"   {model_name} / retry from the {context}: failures "
-                        f"{start + 1}-{start + len(chunk)} of {len(todo)}",
+                        f"   {model_name} / retry from the {context} at T = {temperature:g}: "
+                        f"failures {start + 1}-{start + len(chunk)} of {len(todo)}",
                         flush=True,
                     )
-                    for row in roll_out(chunk, context, generate, tokenizer, eos, args):
+                    for row in roll_out(chunk, context, generate, tokenizer, eos, args, retry):
                         write_row(
                             handle,
                             {
                                 "model": model_name,
                                 "context": context,
+                                "retry_temperature": temperature,
                                 "settings": settings,
                                 "command": command,
                                 **row,
@@ -398,7 +428,7 @@ def truncation_rules(rows: Sequence[dict[str, Any]], group_size: int) -> dict[st
 
 
 def truncation_lines(
-    cells: dict[tuple[str, str], list[dict[str, Any]]], group_size: int
+    cells: dict[tuple[str, str, float], list[dict[str, Any]]], group_size: int
 ) -> list[str]:
     """The report's table of what each rule for cut reflections leaves to train on."""
     lines = [
@@ -412,19 +442,20 @@ def truncation_lines(
         "correct retries the update reinforces (above their group's mean trained reward, with "
         "their tokens in the loss).",
         "",
-        "| model | retry from | group | retry success after complete / cut reflections | "
+        "| model | retry from | retry T | group | retry success after complete / cut reflections | "
         "groups with gradient: keep / mask / penalize | of them penalty only (penalize) | "
         "correct retries reinforced: keep / mask / penalize |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for (model, context), cell in cells.items():
+    for (model, context, temperature), cell in cells.items():
         for size in (group_size // 2, group_size):
             t = truncation_rules(cell, size)
             done, cut = t["after_complete"], t["after_cut"]
             gradient = " / ".join(f"{t[r]['with_gradient']}" for r in TRUNCATED_REFLECTIONS)
             reinforced = " / ".join(f"{t[r]['reinforced']}" for r in TRUNCATED_REFLECTIONS)
             lines.append(
-                f"| {model} | {context} | {size} | {done[0]:g}/{done[1]} / {cut[0]:g}/{cut[1]} | "
+                f"| {model} | {context} | {temperature:g} | {size} | "
+                f"{done[0]:g}/{done[1]} / {cut[0]:g}/{cut[1]} | "
                 f"{gradient} (of {t['groups']}) | {t['penalize']['penalty_only']} | "
                 f"{reinforced} |"
             )
@@ -438,9 +469,9 @@ def render(out_dir: Path) -> str:
         return "# RRR-GRPO signal on the shortcut-free preset\n\nNo rows yet.\n"
     settings = rows[-1]["settings"]
     rows = [r for r in rows if r["settings"] == settings]
-    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    cells: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for row in rows:
-        cells.setdefault((row["model"], row["context"]), []).append(row)
+        cells.setdefault((row["model"], row["context"], retry_temperature(row)), []).append(row)
     lines = [
         "# RRR-GRPO signal on the shortcut-free preset",
         "",
@@ -450,8 +481,9 @@ def render(out_dir: Path) -> str:
         "",
         f"Each failure (a first attempt sampled at T = 1 on `{settings['env']}`'s "
         f"{settings['split']} split, {settings['attempt_tokens']}-token answers) gets "
-        f"{settings['group_size']} reflections ({settings['reflection_tokens']} tokens) and one "
-        f"retry each ({settings['retry_tokens']} tokens), all sampled at T = 1; the env grades "
+        f"{settings['group_size']} reflections ({settings['reflection_tokens']} tokens, sampled "
+        f"at T = 1) and one retry each ({settings['retry_tokens']} tokens, at the row's retry "
+        "T: 1 as the trainer samples by default, 0 greedy as in evaluation); the env grades "
         "the retries. A group has signal when its rewards differ: only those give GRPO a "
         f"gradient. Groups of {settings['group_size'] // 2} are the halves of each group. "
         "Retry from the *reflection*: the retry sees the task and the reflection only "
@@ -459,13 +491,13 @@ def render(out_dir: Path) -> str:
         "CPU time is the process's (every thread, the generation engine's included), "
         f"engine `{settings['engine']}`.",
         "",
-        "| model | retry from | group | groups with signal | signal groups / CPU-min | "
+        "| model | retry from | retry T | group | groups with signal | signal groups / CPU-min | "
         "retry success | failures fixed by >= 1 retry | reflections cut | retries without "
         "answer | CPU-s / rollout | wall-s / rollout | 1st try (sampled) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     table = []
-    for (model, context), cell in cells.items():
+    for (model, context, temperature), cell in cells.items():
         path = out_dir / f"failures-{model}-seed{settings['seed']}.jsonl"
         failures = read_rows(path) if path.exists() else []
         s = summarize(cell, failures)
@@ -478,14 +510,14 @@ def render(out_dir: Path) -> str:
         table.append(
             (
                 s["rate_full"],
-                f"| {model} | {context} | {s['group_size']} | "
+                f"| {model} | {context} | {temperature:g} | {s['group_size']} | "
                 f"{s['full']}/{s['failures']} | {s['rate_full']:.2f} | {common} |",
             )
         )
         table.append(
             (
                 s["rate_half"],
-                f"| {model} | {context} | {s['group_size'] // 2} | "
+                f"| {model} | {context} | {temperature:g} | {s['group_size'] // 2} | "
                 f"{s['half']}/{s['halves']} | {s['rate_half']:.2f} | {common} |",
             )
         )
@@ -494,9 +526,9 @@ def render(out_dir: Path) -> str:
     best = ranked[0][1].split("|")
     lines += [
         "",
-        f"Most signal per CPU-minute: **{best[1].strip()}**, retry from the {best[2].strip()}, "
-        f"groups of {best[3].strip()}: {best[4].strip()} groups with reward variance, "
-        f"{best[5].strip()} signal groups per CPU-minute of rollouts.",
+        f"Most signal per CPU-minute: **{best[1].strip()}**, retry from the {best[2].strip()} "
+        f"at T = {best[3].strip()}, groups of {best[4].strip()}: {best[5].strip()} groups with "
+        f"reward variance, {best[6].strip()} signal groups per CPU-minute of rollouts.",
     ]
     lines += ["", *truncation_lines(cells, settings["group_size"])]
     total = sum(r["cpu_s"] for r in rows)

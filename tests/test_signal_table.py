@@ -9,11 +9,13 @@ import pytest
 from benchmarks import signal_table
 
 
-def row(model, context, index, rewards, *, cpu_s=16.0, stopped=None):
+def row(model, context, index, rewards, *, cpu_s=16.0, stopped=None, retry_temperature=None):
     n = len(rewards)
+    extra = {} if retry_temperature is None else {"retry_temperature": retry_temperature}
     return {
         "model": model,
         "context": context,
+        **extra,
         "settings": {
             "env": signal_table.ENV_ID,
             "split": "validation",
@@ -94,8 +96,23 @@ def test_the_report_ranks_rows_by_signal_rate(tmp_path):
         if line.startswith("| big") or line.startswith("| small")
     ]
     assert [line.split("|")[1].strip() for line in table] == ["small", "small", "big", "big"]
-    assert "| small | reflection | 4 | 1/1 | 7.50 |" in report
-    assert "| small | reflection | 2 | 2/2 | 15.00 |" in report
+    assert "| small | reflection | 1 | 4 | 1/1 | 7.50 |" in report
+    assert "| small | reflection | 1 | 2 | 2/2 | 15.00 |" in report
+
+
+def test_greedy_retries_are_rows_of_their_own_beside_the_sampled_ones(tmp_path):
+    """Rows from before --retry-temperatures sampled their retries at T = 1."""
+    rows = [
+        row("m", "reflection", 0, [1, 0, 0, 0]),  # no retry_temperature: an old row, T = 1
+        row("m", "reflection", 0, [1, 1, 0, 0], retry_temperature=0.0),
+    ]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = signal_table.render(tmp_path)
+    assert "| m | reflection | 1 | 4 | 1/1 | 3.75 | 0.250 |" in report
+    assert "| m | reflection | 0 | 4 | 1/1 | 3.75 | 0.500 |" in report
+    truncation = report.split("## Cut reflections")[1]  # one row each there too
+    assert truncation.count("| m | reflection | 1 | 4 |") == 1
+    assert truncation.count("| m | reflection | 0 | 4 |") == 1
 
 
 @pytest.mark.parametrize(
@@ -105,6 +122,7 @@ def test_the_report_ranks_rows_by_signal_rate(tmp_path):
         (["--models", "gpt-9"], "unknown bundled model"),
         (["--group-size", "3"], "even number"),
         (["--failures", "0"], "--failures must be at least 1"),
+        (["--retry-temperatures", "-1"], "--retry-temperatures must be >= 0"),
     ],
 )
 def test_bad_values_exit_2_before_any_model_loads(argv, message, capsys):
