@@ -134,7 +134,7 @@ def scoped_engines(name: str, model: Any, tokenizer: Any, **options: Any) -> tup
         options["slot"] = EngineSlot()
         logger.warning(
             "the adapted and the base engine do not fit in memory together: they take turns "
-            "(one loaded at a time; each turn reloads one, about 20 s at 1.5B)"
+            "(one loaded at a time; each turn reloads one: 20-40 s at 1.5B on 2 cores)"
         )
     adapted = make_engine(name, model, tokenizer, **options)
     base = make_engine(name, BaseView(model), tokenizer, **options)

@@ -66,8 +66,8 @@ class EngineSlot:
     the two do not fit beside a training policy. Engines sharing a slot take turns: the one
     about to generate drops the other's pipeline, then loads its own from the GGUF it exported
     last (kept on disk while its weights are unchanged: no second export). Outputs are the
-    same as with two live engines; each turn costs a load (~20 s at 1.5B), counted in the
-    engines' ``sync_seconds``.
+    same as with two live engines; each turn costs a load (20-40 s at 1.5B on 2 cores),
+    counted in the engines' ``sync_seconds``.
     """
 
     def __init__(self) -> None:
