@@ -33,6 +33,7 @@ GRPO gives it no advantage, and an AdamW step on it would still move the weights
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -673,8 +674,6 @@ def build_trainer(
     ``generator_factory`` replaces the trainer's own generation, ``retry_generator`` the
     retry's alone (see :class:`ReflectRetryRollout`).
     """
-    from trl import GRPOTrainer
-
     per_batch = args.generation_batch_size // args.num_generations
     if len(train_dataset) < per_batch:
         raise ValueError(
@@ -702,7 +701,7 @@ def build_trainer(
         truncated_reflections=args.truncated_reflections,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
-    trainer = GRPOTrainer(
+    trainer = reflect_trainer_class()(
         model=model,
         reward_funcs=[retry_success],
         args=args,
@@ -724,7 +723,11 @@ def build_trainer(
     if skip is None:
         skip = unsupported is None
     if skip:
-        trainer.add_callback(SkipStepsWithoutSignal(rollout))
+        # Each optimizer step's micro-batches come from one generation batch when generations
+        # start on step boundaries: a step without signal is then known at its first loss.
+        aligned = args.steps_per_generation % args.gradient_accumulation_steps == 0
+        trainer.signal_skip = SkipStepsWithoutSignal(rollout, leave_loss_uncomputed=aligned)
+        trainer.add_callback(trainer.signal_skip)
     trainer.add_callback(StepChanges(rollout, args.num_generations))  # after the skip
     if args.adapter_scope == "reflection" and not hasattr(trainer.model, "disable_adapter"):
         raise ValueError(
@@ -732,6 +735,37 @@ def build_trainer(
             "pass --use_peft (or keep the CPU recipe)"
         )
     return trainer
+
+
+@functools.cache
+def reflect_trainer_class() -> type:
+    """TRL's ``GRPOTrainer``, with the loss of a step that will be skipped left uncomputed.
+
+    The subclass (built on first use: TRL is imported late) overrides ``compute_loss`` only.
+    Where ``signal_skip`` (a :class:`SkipStepsWithoutSignal`) is set, each training
+    micro-batch's signal is noted, and a micro-batch of a step that will be skipped returns a
+    zero loss without running the model: its gradients would be dropped anyway.
+    """
+    from trl import GRPOTrainer
+
+    class ReflectGRPOTrainer(GRPOTrainer):
+        """``GRPOTrainer`` that computes no loss for an optimizer step without signal."""
+
+        signal_skip: SkipStepsWithoutSignal | None = None
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: Any,
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            skip = self.signal_skip
+            if skip is not None and self.model.training and skip.note_micro_batch():
+                return torch.zeros((), device=self.accelerator.device, requires_grad=True)
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    return ReflectGRPOTrainer
 
 
 class SkipStepsWithoutSignal(TrainerCallback):
@@ -745,13 +779,26 @@ class SkipStepsWithoutSignal(TrainerCallback):
     trainer's ``global_step`` still advances. Logs ``rrr/skipped_steps``, the number of skipped
     steps so far. Every process takes the same decision, from the rewards of all of them.
 
+    A step has signal when any of its micro-batches came from a generation batch with signal:
+    :func:`reflect_trainer_class`'s trainer notes each micro-batch (:meth:`note_micro_batch`);
+    without such notes (another trainer class) the latest generation batch decides. Where
+    ``leave_loss_uncomputed``, a step without signal also runs no forward or backward pass:
+    its loss is logged as 0 and TRL's loss metrics (``kl``, ``entropy``, clip ratios) are
+    absent from its log. The counts are in ``uncomputed_losses``.
+
     Args:
         rollout: The trainer's rollout function; its latest training batch is judged.
+        leave_loss_uncomputed: Skip the loss of a step without signal. Correct only when each
+            optimizer step's micro-batches all come from one generation batch
+            (``steps_per_generation`` a multiple of ``gradient_accumulation_steps``).
     """
 
-    def __init__(self, rollout: ReflectRetryRollout) -> None:
+    def __init__(self, rollout: ReflectRetryRollout, leave_loss_uncomputed: bool = False) -> None:
         self.rollout = rollout
+        self.leave_loss_uncomputed = leave_loss_uncomputed
         self.skipped = 0
+        self.uncomputed_losses = 0
+        self._step_signal: bool | None = None
         self._saved: tuple[dict[str, Any], list[float]] | None = None
 
     def has_signal(self) -> bool:
@@ -770,9 +817,28 @@ class SkipStepsWithoutSignal(TrainerCallback):
             groups = sum(parts)
         return groups > 0
 
+    def note_micro_batch(self) -> bool:
+        """Note the signal of the micro-batch about to be trained (the latest generation's).
+
+        Returns:
+            Whether its loss may go uncomputed: ``leave_loss_uncomputed`` and no signal (so
+            the whole step has none and will be skipped).
+        """
+        signal = self.has_signal()
+        self._step_signal = bool(self._step_signal) or signal
+        if self.leave_loss_uncomputed and not signal:
+            self.uncomputed_losses += 1
+            return True
+        return False
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._step_signal = None
+        return control
+
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         self._saved = None
-        if self.has_signal():
+        signal = self.has_signal() if self._step_signal is None else self._step_signal
+        if signal:
             return control
         kwargs["model"].zero_grad(set_to_none=True)
         scheduler, optimizer = kwargs["lr_scheduler"], kwargs["optimizer"]
@@ -783,6 +849,7 @@ class SkipStepsWithoutSignal(TrainerCallback):
         return control
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._step_signal = None
         if self._saved is not None:
             schedule, rates = self._saved
             kwargs["lr_scheduler"].load_state_dict(schedule)

@@ -167,8 +167,11 @@ class GRPOReflectConfig(GRPOConfig):
             batches; ``rrr/skipped_steps`` logs how many were skipped so far. The KL term's
             pull toward the reference (``beta``) is skipped with them. ``None``: on, except
             under DeepSpeed (whose engine steps inside ``backward``) or fp16, where it is off;
-            ``false``: TRL's behaviour (every batch steps). With ``steps_per_generation`` above
-            ``gradient_accumulation_steps``, judged per generation batch.
+            ``false``: TRL's behaviour (every batch steps). A step has signal when any
+            generation batch that fed it has. Where each step is fed by one generation batch
+            (``steps_per_generation`` a multiple of ``gradient_accumulation_steps``, the
+            default), a step without signal also runs no forward or backward pass (its loss
+            is logged as 0, without TRL's ``kl``/``entropy``/clip metrics).
         adapter_scope (`str`, defaults to `"all"`): ``"all"``: one set of weights answers,
             reflects and retries (the paper). ``"reflection"``: the LoRA adapter is on only
             for the reflection; retries are sampled with it disabled (the frozen base model),
@@ -369,8 +372,8 @@ class GRPOReflectConfig(GRPOConfig):
         metadata={
             "help": "No optimizer step (no AdamW momentum or weight-decay move, no schedule "
             "step) on a batch whose groups all have equal rewards; logged as "
-            "rrr/skipped_steps. Default: on, except under DeepSpeed or fp16; false: TRL's "
-            "behaviour."
+            "rrr/skipped_steps; such a step computes no loss where one generation batch feeds "
+            "it. Default: on, except under DeepSpeed or fp16; false: TRL's behaviour."
         },
     )
     adapter_scope: str = field(

@@ -223,6 +223,80 @@ def test_a_batch_with_variance_steps(tokenizer, tmp_path):
     assert not same(snapshots.after[1]["weights"], snapshots.after[2]["weights"])
 
 
+class GradForwards(TrainerCallback):
+    """Counts, per optimizer step, the model's forward passes that build a graph (the loss's;
+    the reference model's log-probabilities are computed without one)."""
+
+    def __init__(self, model) -> None:
+        self.per_step: dict[int, int] = {}
+        self.step = 0
+        model.register_forward_hook(self.hook)
+
+    def hook(self, module, inputs, output) -> None:
+        if torch.is_grad_enabled():
+            self.per_step[self.step] = self.per_step.get(self.step, 0) + 1
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step = state.global_step + 1
+
+
+@pytest.mark.slow
+def test_a_step_without_signal_runs_no_forward_or_backward_pass(tokenizer, tmp_path):
+    """Its gradients would be dropped: the trainer leaves its loss uncomputed (logged 0)."""
+    config = make_config(tmp_path)
+    model = tiny_model()
+    forwards, scripted = GradForwards(model), Scripted(tokenizer)  # signal in step 1 only
+    trainer = build_trainer(
+        config,
+        model,
+        tokenizer,
+        failures(config, 4),
+        callbacks=[forwards],
+        generator_factory=lambda trainer: contextlib.nullcontext(scripted),
+    )
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["rrr/skipped_steps"] for h in logged] == [0, 1]
+    assert forwards.per_step.get(1, 0) > 0, "the step with signal computes its loss"
+    assert forwards.per_step.get(2, 0) == 0, "the skipped one runs no forward pass"
+    assert trainer.signal_skip.uncomputed_losses == 1
+    assert logged[1]["loss"] == 0.0 and logged[1]["grad_norm"] == 0.0
+    assert "kl" in logged[0] and "kl" not in logged[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal", [[True, False, False, False], [False, True, False, False]])
+def test_a_step_fed_by_several_generations_steps_if_any_of_them_had_signal(
+    tokenizer, tmp_path, signal
+):
+    """One generation per micro-batch, two micro-batches per step: step 1 has signal in one
+    of its two generations (the first or the latest), step 2 in neither. Its losses are all
+    computed (a later generation could still bring signal), and only step 2 is skipped."""
+    config = make_config(
+        tmp_path, steps_per_generation=1, gradient_accumulation_steps=2, max_steps=2
+    )
+    scripted = Scripted(tokenizer)
+    scripted.signal = signal
+    model = tiny_model()
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    forwards, snapshots = GradForwards(model), Snapshots()
+    trainer = build_trainer(
+        config,
+        model,
+        tokenizer,
+        failures(config, 4),
+        callbacks=[forwards, snapshots],
+        generator_factory=lambda trainer: contextlib.nullcontext(scripted),
+    )
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert [h["rrr/skipped_steps"] for h in logged] == [0, 1]
+    assert not same(initial, snapshots.after[1]["weights"]), "step 1 updated"
+    assert same(snapshots.after[1]["weights"], snapshots.after[2]["weights"])
+    assert trainer.signal_skip.uncomputed_losses == 0
+    assert forwards.per_step[1] == forwards.per_step[2] > 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("with_dropout", [False, True])
 def test_greedy_generations_in_training_mode_agree_without_dropout(
