@@ -44,6 +44,8 @@ from benchmarks.common import machine_info as _machine_info
 gym.register_envs(rrr_env)
 MEASURED_CODE = [
     "agents/grpo_reflect.py",
+    "agents/grpo_rollout.py",
+    "agents/grpo_callbacks.py",
     "agents/reflection_rollout.py",
     "benchmarks/bench_grpo_step.py",
 ]

@@ -34,6 +34,8 @@ from benchmarks.common import machine_info as _machine_info
 
 MEASURED_CODE = [
     "agents/grpo_reflect.py",
+    "agents/grpo_rollout.py",
+    "agents/grpo_callbacks.py",
     "agents/grpo_reflect_config.py",
     "agents/screen_failures.py",
     "agents/data/screened",

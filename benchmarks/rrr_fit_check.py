@@ -54,6 +54,8 @@ from benchmarks.signal_search import (
 
 MEASURED_CODE = [
     "agents/grpo_reflect.py",
+    "agents/grpo_rollout.py",
+    "agents/grpo_callbacks.py",
     "agents/reflection_rollout.py",
     "benchmarks/signal_search.py",
     "benchmarks/rrr_fit_check.py",

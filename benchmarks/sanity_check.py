@@ -68,6 +68,8 @@ MEASURED_CODE = (
     "benchmarks/sanity_check.py",
     "agents/scripted.py",
     "agents/grpo_reflect.py",
+    "agents/grpo_rollout.py",
+    "agents/grpo_callbacks.py",
     "agents/reflection_rollout.py",
     "agents/rise_awr.py",
 )

@@ -11,7 +11,7 @@ retry and some do not. For each setting (model x task x difficulty / format), th
    split (``--samples-per-query`` per item, the first failure kept) until ``--failures`` are
    found;
 2. runs, for each failure, a group of ``--group-size`` (8) reflections and retries with the
-   trainer's own rollout code (:func:`agents.grpo_reflect.reflect_and_retry`: both phases
+   trainer's own rollout code (:func:`agents.reflection_rollout.reflect_and_retry`: both phases
    sampled at temperature 1, retries graded by the env) at the trainer's default token
    limits;
 3. records the groups' rewards and the CPU time (``time.process_time``, all threads) of both
@@ -41,15 +41,15 @@ import torch
 import rrr_env
 from agents.backends import eos_token_ids
 from agents.collect_failures import collect_query_records
-from agents.grpo_reflect import (
+from agents.grpo_reflect import GRPOReflectConfig
+from agents.models import load_model_and_tokenizer
+from agents.reflection_rollout import (
     EPISODE_OPTIONS,
     EpisodeReplayer,
-    GRPOReflectConfig,
     HFGenerator,
     reflect_and_retry,
+    with_sampling,
 )
-from agents.models import load_model_and_tokenizer
-from agents.reflection_rollout import with_sampling
 from agents.rollout import SamplingParams
 from benchmarks.common import RESULTS, command_line, cpu_name, machine_line
 from benchmarks.common import machine_info as _machine_info

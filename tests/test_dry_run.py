@@ -51,7 +51,9 @@ def test_dry_run_of_the_h100_config_needs_no_failures_and_no_weights(tmp_path, o
     result = grpo_reflect.main([*argv, "--failures_path", str(tmp_path / "none")])
     assert result["dry_run"] is True
     trainer = result["trainer_object"]
-    assert type(trainer).__name__ == "GRPOTrainer"
+    from trl import GRPOTrainer
+
+    assert isinstance(trainer, GRPOTrainer)  # less the loss of a step without signal
     assert isinstance(trainer.rollout_func, grpo_reflect.ReflectRetryRollout)
     assert trainer.args.max_steps == 1750 and trainer.args.num_generations == 8
     assert "scripted" in result["failures"]

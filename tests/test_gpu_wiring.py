@@ -358,7 +358,9 @@ def test_dry_run_builds_every_shipped_config_and_generates_nothing(
     result = grpo_reflect.main([*argv, "--dry-run"])
     assert result["dry_run"] is True
     trainer = result["trainer_object"]
-    assert type(trainer).__name__ == "GRPOTrainer"
+    from trl import GRPOTrainer
+
+    assert isinstance(trainer, GRPOTrainer)  # less the loss of a step without signal
     assert isinstance(trainer.rollout_func, grpo_reflect.ReflectRetryRollout)
     assert trainer.args.max_steps == config["max_steps"]
     assert trainer.args.num_generations == config["num_generations"]

@@ -424,13 +424,8 @@ def test_the_trainer_reports_what_each_step_changed(tmp_path, tokenizer):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from agents.grpo_reflect import (
-        GRPOReflectConfig,
-        StepChanges,
-        build_trainer,
-        format_steps,
-        step_line,
-    )
+    from agents.grpo_callbacks import StepChanges, format_steps, step_line
+    from agents.grpo_reflect import GRPOReflectConfig, build_trainer
 
     config = GRPOReflectConfig(
         output_dir=str(tmp_path / "run"),
