@@ -73,6 +73,8 @@ from agents.reflection_rollout import EPISODE_OPTIONS, TokenGenerator
 from agents.snapshots import POLICY_FILE
 
 logger = logging.getLogger(__name__)
+#: In ``output_dir``: every training episode (``--save_train_episodes``).
+TRAIN_EPISODES = "train_episodes.jsonl"
 gym.register_envs(rrr_env)
 
 # The configuration lives in agents/grpo_reflect_config.py (as TRL's grpo_config.py), the
@@ -290,6 +292,7 @@ def build_trainer(
         adapter_scope=args.adapter_scope,
         engine=args.engine,
         truncated_reflections=args.truncated_reflections,
+        episodes_path=Path(args.output_dir) / TRAIN_EPISODES if args.save_train_episodes else None,
     )
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is "experimental"
     trainer = reflect_trainer_class()(
@@ -771,6 +774,7 @@ __all__ = [
     "SkipStepsWithoutSignal",
     "StepChanges",
     "TRUNCATED_REFLECTIONS",
+    "TRAIN_EPISODES",
     "TRUNCATION_PENALTY",
     "TimeBudget",
     "TimeSnapshots",

@@ -195,6 +195,11 @@ class GRPOReflectConfig(GRPOConfig):
             failed -1), so a group whose retries all failed has a gradient toward reflections
             that finish; dynamic sampling and ``skip_steps_without_signal`` judge these
             rewards. ``rrr/retry_success`` logs the env's verdicts either way.
+        save_train_episodes (`bool`, defaults to `True`): Append every training episode
+            (reflection, retry, verdict, and whether its group was trained on) of every drawn
+            group to ``<output_dir>/train_episodes.jsonl``, so that the episodes behind a
+            training curve can be read (see
+            :meth:`agents.grpo_rollout.ReflectRetryRollout.write_episodes`).
         sample_with_dropout (`bool`, defaults to `False`): Sample reflections and retries with
             the model in training mode, dropout (e.g. LoRA's) active, as TRL's own generation
             does. ``False`` switches the model to eval mode while generating (training mode is
@@ -400,6 +405,13 @@ class GRPOReflectConfig(GRPOConfig):
             "other, the paper), 'mask' (its tokens carry no loss) or 'penalize' (its "
             f"episode's reward drops by {TRUNCATION_PENALTY:g}).",
             "choices": list(TRUNCATED_REFLECTIONS),
+        },
+    )
+    save_train_episodes: bool = field(
+        default=True,
+        metadata={
+            "help": "Append every training episode of every drawn group (reflection, retry, "
+            "verdict, trained or not) to <output_dir>/train_episodes.jsonl."
         },
     )
     sample_with_dropout: bool = field(

@@ -9,11 +9,13 @@ GRPO's rewards. The trainer is built in :mod:`agents.grpo_reflect`.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -76,6 +78,10 @@ class ReflectRetryRollout:
             any other), ``"mask"`` (``env_mask`` zeroes its completion's loss) or
             ``"penalize"`` (its reward drops by :data:`TRUNCATION_PENALTY`); see
             :data:`TRUNCATED_REFLECTIONS`.
+        episodes_path: A JSONL file to which each training call appends one row per episode
+            of every group it drew (fields: :meth:`write_episodes`), so that the episodes
+            behind a training curve can be read; None: no file. A resumed run appends: the rows of a
+            step re-run after a kill appear again, with the same ``step``.
 
     Returns from a call (TRL's contract): ``prompt_ids``, ``completion_ids`` and ``logprobs``,
     plus ``env_mask`` in ``reflection+retry`` mode and extra per-completion fields that TRL
@@ -108,6 +114,7 @@ class ReflectRetryRollout:
         adapter_scope: str = "all",
         engine: str = "torch",
         truncated_reflections: str = "keep",
+        episodes_path: str | Path | None = None,
     ) -> None:
         if truncated_reflections not in TRUNCATED_REFLECTIONS:
             raise ValueError(
@@ -136,6 +143,7 @@ class ReflectRetryRollout:
         self.engine = engine
         self._engine_generator: EngineGenerator | None = None
         self.truncated_reflections = truncated_reflections
+        self.episodes_path = None if episodes_path is None else Path(episodes_path)
         self.last_batch: RolloutBatch | None = None
         #: Groups of the latest call that give GRPO a gradient (see :meth:`groups_without_signal`).
         self.last_groups_with_signal = 0
@@ -170,6 +178,8 @@ class ReflectRetryRollout:
 
             batch = run(prompts)
             draws = [1] * (len(prompts) // group_size)
+            # Every draw, for the episode file: its prompts, its batch, the slots it filled.
+            drawn = [(prompts, batch, list(range(len(draws))))]
             rounds = self.resample_groups if training else 0
             for _ in range(rounds):
                 groups = self.groups_without_signal(batch, group_size)
@@ -177,9 +187,10 @@ class ReflectRetryRollout:
                     break
                 taken = {prompt_key(p) for p in prompts}
                 fresh = [self.draw(taken) for _ in groups]
-                batch = replace_groups(
-                    batch, groups, run([p for p in fresh for _ in range(group_size)]), group_size
-                )
+                fresh_prompts = [p for p in fresh for _ in range(group_size)]
+                redrawn = run(fresh_prompts)
+                drawn.append((fresh_prompts, redrawn, groups))
+                batch = replace_groups(batch, groups, redrawn, group_size)
                 prompts = [*prompts]
                 for g, prompt in zip(groups, fresh, strict=True):
                     prompts[g * group_size : (g + 1) * group_size] = [prompt] * group_size
@@ -188,6 +199,8 @@ class ReflectRetryRollout:
         self.last_batch = batch
         uniform = set(self.groups_without_signal(batch, group_size))
         self.last_groups_with_signal = len(batch.rewards) // group_size - len(uniform)
+        if training and self.episodes_path is not None:
+            self.write_episodes(drawn, group_size, trainer)
         output = self.to_trl(batch)
         output["group_draws"] = [draws[i // group_size] for i in range(len(batch.rewards))]
         output["group_uniform"] = [i // group_size in uniform for i in range(len(batch.rewards))]
@@ -196,6 +209,61 @@ class ReflectRetryRollout:
         output["rollout_seconds"] = [time.perf_counter() - started] * n
         output["engine_sync_seconds"] = [self.engine_sync_seconds() - synced] * n
         return output
+
+    def write_episodes(
+        self,
+        drawn: Sequence[tuple[Sequence[Sequence[Message]], RolloutBatch, Sequence[int]]],
+        group_size: int,
+        trainer: Any,
+    ) -> None:
+        """Append every drawn group's episodes to :attr:`episodes_path` (one JSON row each).
+
+        A row: ``step`` (the optimizer step the call feeds, from 1), ``draw`` (0: the
+        trainer's own prompts, then one per resampling round), ``slot`` (the group's place
+        in the trained batch), ``index`` (the failure's item index), ``reflection``,
+        ``retry``, ``reward`` (the env's verdict), ``reason``, ``reflection_tokens``,
+        ``retry_tokens``, ``reflection_stopped``, ``group_with_signal`` (whether the group
+        gives GRPO a gradient) and ``trained`` (whether the group is the one its slot trained
+        on). Under several processes, process ``k > 0`` writes ``<stem>.rank<k>.jsonl``.
+
+        Args:
+            drawn: Each draw's prompts, its batch and the batch slot each of its groups
+                filled, in order: a slot's last draw is the group trained on.
+            group_size: GRPO group size.
+            trainer: The trainer (its step and process index).
+        """
+        last = {slot: d for d, (_, _, slots) in enumerate(drawn) for slot in slots}
+        step = trainer.state.global_step + 1
+        rows = []
+        for d, (prompts, batch, slots) in enumerate(drawn):
+            uniform = set(self.groups_without_signal(batch, group_size))
+            for i, text in enumerate(batch.reflections):
+                position = i // group_size
+                slot = slots[position]
+                rows.append(
+                    {
+                        "step": step,
+                        "draw": d,
+                        "slot": slot,
+                        "index": self.replayer.index_of[prompt_key(prompts[i])],
+                        "reflection": text,
+                        "retry": batch.retries[i],
+                        "reward": batch.rewards[i],
+                        "reason": batch.reasons[i],
+                        "reflection_tokens": len(batch.reflection_ids[i]),
+                        "retry_tokens": len(batch.retry_ids[i]),
+                        "reflection_stopped": batch.reflection_stopped[i],
+                        "group_with_signal": position not in uniform,
+                        "trained": last[slot] == d,
+                    }
+                )
+        path = self.episodes_path
+        process = getattr(getattr(trainer, "accelerator", None), "process_index", 0)
+        if process:
+            path = path.with_name(f"{path.stem}.rank{process}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write("".join(json.dumps(row) + "\n" for row in rows))
 
     def engine_sync_seconds(self) -> float:
         """Seconds the ``--engine`` generator's engines have spent loading weights so far."""

@@ -298,6 +298,42 @@ def test_a_step_fed_by_several_generations_steps_if_any_of_them_had_signal(
 
 
 @pytest.mark.slow
+def test_every_drawn_training_episode_is_written_with_what_was_trained(tokenizer, tmp_path):
+    """Step 1's first draw has no signal and is replaced by a second; step 2's first draw
+    has signal. Each episode of each draw is a row, the replaced groups marked untrained."""
+    config = make_config(tmp_path, resample_groups=1)
+    scripted = Scripted(tokenizer)
+    scripted.signal = [False, True]
+    trainer = build_trainer(
+        config,
+        tiny_model(),
+        tokenizer,
+        failures(config, 4),
+        generator_factory=lambda trainer: contextlib.nullcontext(scripted),
+    )
+    trainer.train()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "train_episodes.jsonl").open()]
+    shape = [(r["step"], r["draw"], r["group_with_signal"], r["trained"]) for r in rows]
+    assert shape == [(1, 0, False, False)] * 4 + [(1, 1, True, True)] * 4 + [(2, 0, True, True)] * 4
+    first, redrawn = rows[:4], rows[4:8]
+    assert [r["reflection"] for r in first] == [BAD] * 4
+    assert [r["reflection"] for r in redrawn] == [GOOD, BAD, GOOD, BAD]
+    assert [r["reward"] for r in redrawn] == [1.0, 0.0, 1.0, 0.0]
+    assert [r["reason"] for r in redrawn][::2] == ["ok", "ok"]
+    assert [r["slot"] for r in rows[:8]] == [0, 0, 1, 1] * 2
+    assert {r["index"] for r in first}.isdisjoint({r["index"] for r in redrawn})
+    assert {r["index"] for r in rows} <= {0, 1, 2, 3}
+    assert all(r["retry"] and r["reflection_stopped"] for r in rows)
+
+
+def test_no_episode_file_without_the_option(tokenizer, tmp_path):
+    config = make_config(tmp_path, save_train_episodes=False)
+    trainer = build_trainer(config, tiny_model(), tokenizer, failures(config, 4))
+    assert trainer.rollout_func.episodes_path is None
+    assert make_config(tmp_path).save_train_episodes is True
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("with_dropout", [False, True])
 def test_greedy_generations_in_training_mode_agree_without_dropout(
     tokenizer, tmp_path, with_dropout
