@@ -68,7 +68,8 @@ class SkipStepsWithoutSignal(TrainerCallback):
     gradient, so no weight, moment or step count changes); after it, it puts the
     learning-rate schedule (and the optimizer's learning rates) back where they were. The
     trainer's ``global_step`` still advances. Logs ``rrr/skipped_steps``, the number of skipped
-    steps so far. Every process takes the same decision, from the rewards of all of them.
+    steps so far (a resumed run counts on from its checkpoint's log). Every process takes the
+    same decision, from the rewards of all of them.
 
     A step has signal when any of its micro-batches came from a generation batch with signal:
     :func:`reflect_trainer_class`'s trainer notes each micro-batch (:meth:`note_micro_batch`);
@@ -121,6 +122,12 @@ class SkipStepsWithoutSignal(TrainerCallback):
             self.uncomputed_losses += 1
             return True
         return False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        # A run resumed from a checkpoint keeps counting the steps it skipped before.
+        logged = [h["rrr/skipped_steps"] for h in state.log_history if "rrr/skipped_steps" in h]
+        self.skipped = max(logged, default=0)
+        return control
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         self._step_signal = None

@@ -183,6 +183,23 @@ def test_a_batch_without_reward_variance_moves_no_weight_moment_or_learning_rate
     assert trainer.lr_scheduler.state_dict()["last_epoch"] == step1["schedule"] == 1
 
 
+def test_a_resumed_run_counts_on_the_steps_it_skipped():
+    from types import SimpleNamespace
+
+    from agents.grpo_reflect import ReflectRetryRollout
+
+    skip = SkipStepsWithoutSignal(ReflectRetryRollout(lambda: None, [], retry_max_tokens=4))
+    history = [
+        {"step": 1, "rrr/skipped_steps": 0},
+        {"step": 2},
+        {"step": 3, "rrr/skipped_steps": 2},
+    ]
+    skip.on_train_begin(None, SimpleNamespace(log_history=history), None)
+    assert skip.skipped == 2
+    skip.on_train_begin(None, SimpleNamespace(log_history=[]), None)
+    assert skip.skipped == 0
+
+
 @pytest.mark.slow
 def test_without_the_option_a_batch_without_variance_still_moves_the_weights(tokenizer, tmp_path):
     trainer, after = train_two_steps(tokenizer, tmp_path, skip_steps_without_signal=False)
