@@ -988,15 +988,22 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     result = grpo_train(config, model_args)
     per_step = config.generation_batch_size
     history = [h for h in result["log_history"] if "rrr/retry_success" in h]
+    # Every drawn group's tokens: a step draws group_draws times its batch (resampling),
+    # estimated at the trained batch's mean lengths.
     tokens = sum(
-        per_step * (h.get("rrr/reflection_tokens", 0) + h.get("rrr/retry_tokens", 0))
+        per_step
+        * h.get("rrr/group_draws", 1)
+        * (h.get("rrr/reflection_tokens", 0) + h.get("rrr/retry_tokens", 0))
         for h in history
     )
+    skipped = max((h.get("rrr/skipped_steps", 0) for h in result["log_history"]), default=0)
     return {
         "policy": result["model"],
         "tokenizer": result["tokenizer"],
         "train_seconds": result["train_seconds"],
-        "updates": result["steps"],
+        # Optimizer steps that moved the weights; steps: every batch, skipped ones included.
+        "updates": result["steps"] - skipped,
+        "steps": result["steps"],
         "train_generated_tokens": round(tokens),
         "curve": [
             {
@@ -1541,6 +1548,13 @@ def render(
             "(`--rrr-collect-temperature`)."
             if args.rrr_collect_temperature is not None
             else ""
+        )
+        + (
+            " Updates: optimizer steps that moved the weights (`u of s`: s batches, the rest "
+            "skipped for lack of reward variance); train tokens: every generated token of "
+            "every drawn group (RRR-GRPO: estimated at each step's trained-batch mean lengths)."
+            if any(r.get("steps") is not None for r in rows)
+            else ""
         ),
         "",
         "| arm | seeds | 1st try | 2nd try | train min | updates | train tokens | "
@@ -1552,13 +1566,19 @@ def render(
         if not group:
             continue
         train_min = [r["train_seconds"] / 60 for r in group if "train_seconds" in r]
-        updates = [r["updates"] for r in group if "updates" in r]
+        updates = [
+            f"{r['updates']} of {r['steps']}"
+            if r.get("steps", r["updates"]) != r["updates"]
+            else str(r["updates"])
+            for r in group
+            if "updates" in r
+        ]
         tokens = [r["train_generated_tokens"] for r in group if "train_generated_tokens" in r]
         lines.append(
             f"| {LABELS[arm]} | {len(group)} | {_mean_sd([r['first_try'] for r in group])} | "
             f"{_mean_sd([r['second_try'] for r in group])} | "
             f"{_mean_sd(train_min) if train_min else '-'} | "
-            f"{'/'.join(map(str, updates)) if updates else '-'} | "
+            f"{'/'.join(updates) if updates else '-'} | "
             f"{'/'.join(map(str, tokens)) if tokens else '-'} | "
             f"{sum(r['eval_generated_tokens'] for r in group) / sum(r['items'] for r in group):.0f}"
             " |"

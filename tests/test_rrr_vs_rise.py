@@ -282,7 +282,7 @@ def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path)
     assert {r["seed"] for r in rows if r["arm"] in ("rrr", "rise")} == {1}
     for arm in ("rrr", "rise"):
         row = by_arm[arm]
-        assert row["updates"] >= 1 and row["train_generated_tokens"] > 0
+        assert row.get("steps", row["updates"]) >= 1 and row["train_generated_tokens"] > 0
         assert row["train_seconds"] > 0
         # The quick budget ends within the first iteration/step: no inner curve points.
         assert row["held_out_curve"] == []
@@ -685,7 +685,7 @@ def test_a_run_killed_during_training_resumes_from_its_checkpoints(tmp_path, mon
     assert resumed == [(str(checkpoint), spent)], "resumed with the time spent before"
     (rrr,) = harness.read_rows(out / "results.jsonl")
     assert rrr["arm"] == "rrr" and rrr["run_dir"] == str(folder)
-    assert rrr["updates"] > int(checkpoint.name.split("-")[1]), "it went on from the checkpoint"
+    assert rrr["steps"] > int(checkpoint.name.split("-")[1]), "it went on from the checkpoint"
     assert rrr["train_seconds"] > spent, "the killed run's time counts"
     assert rrr["curve"][0]["step"] == 1, "the killed run's logged step is kept"
     (rise_run,) = rise_run_dirs(args, 1)
