@@ -68,7 +68,8 @@ class SkipStepsWithoutSignal(TrainerCallback):
     gradient, so no weight, moment or step count changes); after it, it puts the
     learning-rate schedule (and the optimizer's learning rates) back where they were. The
     trainer's ``global_step`` still advances. Logs ``rrr/skipped_steps``, the number of skipped
-    steps so far (a resumed run counts on from its checkpoint's log). Every process takes the
+    steps so far (a resumed run counts on from its checkpoint's log), and
+    ``rrr/step_skipped``, 1 if the latest step was skipped. Every process takes the
     same decision, from the rewards of all of them.
 
     A step has signal when any of its micro-batches came from a generation batch with signal:
@@ -89,6 +90,7 @@ class SkipStepsWithoutSignal(TrainerCallback):
         self.rollout = rollout
         self.leave_loss_uncomputed = leave_loss_uncomputed
         self.skipped = 0
+        self.latest_skipped = False
         self.uncomputed_losses = 0
         self._step_signal: bool | None = None
         self._saved: tuple[dict[str, Any], list[float]] | None = None
@@ -155,13 +157,20 @@ class SkipStepsWithoutSignal(TrainerCallback):
                 group["lr"] = rate
             self.skipped += 1
             self._saved = None
+            self.latest_skipped = True
+        else:
+            self.latest_skipped = False
         return control
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> Any:
         if logs is not None and "loss" in logs:
-            logs["rrr/skipped_steps"] = self.skipped
+            values = {
+                "rrr/skipped_steps": self.skipped,
+                "rrr/step_skipped": float(self.latest_skipped),
+            }
+            logs.update(values)
             if state.log_history and state.log_history[-1].get("step") == state.global_step:
-                state.log_history[-1]["rrr/skipped_steps"] = self.skipped
+                state.log_history[-1].update(values)
         return control
 
 

@@ -996,7 +996,7 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         * (h.get("rrr/reflection_tokens", 0) + h.get("rrr/retry_tokens", 0))
         for h in history
     )
-    skipped = max((h.get("rrr/skipped_steps", 0) for h in result["log_history"]), default=0)
+    skipped = sum(skipped_step(h) for h in history)
     return {
         "policy": result["model"],
         "tokenizer": result["tokenizer"],
@@ -1027,6 +1027,17 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "train_engine_used": result["generation_engine"],
         "run_dir": str(run_dir),
     }
+
+
+def skipped_step(logged: dict[str, Any]) -> bool:
+    """Whether the RRR-GRPO step of a log entry (one step per entry) was skipped.
+
+    ``rrr/step_skipped`` says so; an entry of an older run without it (but with
+    ``rrr/skipped_steps``: the skip was on) was skipped if no group had reward variance.
+    """
+    if "rrr/step_skipped" in logged:
+        return bool(logged["rrr/step_skipped"])
+    return "rrr/skipped_steps" in logged and logged.get("frac_reward_zero_std") == 1.0
 
 
 def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:

@@ -173,6 +173,7 @@ def test_a_batch_without_reward_variance_moves_no_weight_moment_or_learning_rate
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert [h["frac_reward_zero_std"] for h in logged] == [0.0, 1.0]
     assert [h["rrr/skipped_steps"] for h in logged] == [0, 1]
+    assert [h["rrr/step_skipped"] for h in logged] == [0.0, 1.0]
 
     step1, step2 = after[1], after[2]
     assert step1["moments"], "step 1 (with variance) filled AdamW's moments"

@@ -710,3 +710,15 @@ def test_the_easy_default_task_options_apply_only_to_the_plain_countdown_ids():
     assert harness.setting_name(preset) == "countdown3-nofixedforms-v1__qwen2.5-coder-0.5b"
     given = harness.parse_args(["--env", "rrr/GSM8K-v0", "--env-kwargs", '{"a": 1}'])
     assert json.loads(given.env_kwargs) == {"a": 1}
+
+
+def test_a_step_counts_as_skipped_from_its_flag_or_else_its_zero_variance():
+    from benchmarks.rrr_vs_rise import skipped_step
+
+    assert skipped_step({"rrr/step_skipped": 1.0, "frac_reward_zero_std": 0.0})
+    assert not skipped_step({"rrr/step_skipped": 0.0, "frac_reward_zero_std": 1.0})
+    # A run logged before the flag: the skip was on, and no group had variance.
+    assert skipped_step({"rrr/skipped_steps": 3, "frac_reward_zero_std": 1.0})
+    assert not skipped_step({"rrr/skipped_steps": 3, "frac_reward_zero_std": 0.5})
+    # Without the skip (TRL's behaviour) every step updates.
+    assert not skipped_step({"frac_reward_zero_std": 1.0})
