@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -31,7 +32,14 @@ from agents.engines.gguf_export import export_gguf
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KV_CACHE_PRECISIONS", "EngineSlot", "OpenVINOEngine", "weights_fingerprint"]
+__all__ = [
+    "KV_CACHE_PRECISIONS",
+    "WORKDIR_PREFIX",
+    "EngineSlot",
+    "OpenVINOEngine",
+    "new_workdir",
+    "weights_fingerprint",
+]
 
 #: KV-cache precisions accepted by :class:`OpenVINOEngine` (``u8`` is quantized).
 KV_CACHE_PRECISIONS = ("bf16", "f16", "f32", "u8")
@@ -55,6 +63,35 @@ def weights_fingerprint(model: Any) -> str:
     disabled = any(getattr(m, "disable_adapters", False) for m in model.modules())
     digest.update(b"off" if disabled else b"on")
     return digest.hexdigest()
+
+
+#: Temporary engine folders are named ``<prefix><pid>-<random>``: the owner's process id.
+WORKDIR_PREFIX = "rrr-openvino-"
+
+
+def new_workdir() -> Path:
+    """A temporary folder for an engine's exports, after removing those of dead processes.
+
+    A killed process (SIGKILL, SIGTERM, an out-of-memory kill) runs no finalizer, so its
+    folder (a 1.5B model's GGUF is 3.4 GB) would stay in the temporary directory forever.
+    """
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = folder.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and folder.is_dir() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.info("removed %s, left by dead process %s", folder, pid)
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class EngineSlot:
@@ -132,9 +169,7 @@ class OpenVINOEngine:
         self.slot = slot
         self._exported: tuple[str, Path] | None = None  # kept under a slot, for the next turn
         self._own_dir = workdir is None
-        self.workdir = (
-            Path(tempfile.mkdtemp(prefix="rrr-openvino-")) if workdir is None else Path(workdir)
-        )
+        self.workdir = new_workdir() if workdir is None else Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pipeline: Any = None
         self._fingerprint: str | None = None
