@@ -285,6 +285,7 @@ def build_trainer(
         retry_temperature=args.retry_temperature,
         retry_top_p=args.retry_top_p,
         resample_groups=args.resample_groups,
+        resample_batch=args.resample_batch,
         seed=args.seed,
         generator_factory=generator_factory,
         retry_generator=retry_generator,

@@ -159,6 +159,12 @@ class GRPOReflectConfig(GRPOConfig):
             or 5 when training on a bundled screened set (the no-argument demo): its two
             failures were fixed by 4 and 12 of 32 confirmation retries, so a group of 8 on one
             of them still has equal rewards 2-34% of the time.
+        resample_batch (`int`, defaults to `1`): Replacement groups generated together for a
+            group without signal, per round of ``resample_groups`` (counted in it). The slot
+            trains on the first of them with signal in draw order, as it would drawing one at a
+            time; drawing several saves engine turns (two engines taking turns under adapter
+            scope ``reflection`` reload at each round) and wastes the groups drawn after one
+            with signal.
         skip_steps_without_signal (`bool` or `None`, defaults to `None`): Take no optimizer
             step on a batch whose groups all have equal rewards (no advantage anywhere): the
             gradients are dropped before the step, so AdamW moves no weight and no moment
@@ -370,6 +376,14 @@ class GRPOReflectConfig(GRPOConfig):
             "reward carries no gradient, so it is replaced by a group on another failure, up to "
             "this many times per group (0: off, the paper). One process only. Default: 0, or "
             f"{SCREENED_RESAMPLE_GROUPS} on a bundled screened set (the no-argument demo)."
+        },
+    )
+    resample_batch: int = field(
+        default=1,
+        metadata={
+            "help": "Replacement groups generated together for a group without signal, per "
+            "round of --resample_groups (counted in it); the slot trains on the first with "
+            "signal, in draw order. Above 1: fewer rounds (engine turns), some groups wasted."
         },
     )
     skip_steps_without_signal: bool | None = field(
@@ -630,6 +644,8 @@ class GRPOReflectConfig(GRPOConfig):
             self.resample_groups = 0
         if self.resample_groups < 0:
             raise ValueError(f"--resample_groups must be >= 0, got {self.resample_groups}")
+        if self.resample_batch < 1:
+            raise ValueError(f"--resample_batch must be >= 1, got {self.resample_batch}")
         if self.resample_groups and self.world_size > 1:
             # Each process would draw a different number of groups, and the generation of every
             # draw is a collective under ZeRO-3 and vLLM colocate: the processes would hang.

@@ -33,6 +33,7 @@ from agents.reflection_rollout import (
     prompt_key,
     reflect_and_retry,
     replace_groups,
+    take_groups,
     trained_rewards,
     with_sampling,
     without_adapter,
@@ -59,6 +60,12 @@ class ReflectRetryRollout:
             drawn at random, up to this many times (0: off). The trainer scores the prompt ids
             returned here, so the replaced group trains on its own failure; TRL's completions
             table still shows the dataset's prompt for it.
+        resample_batch: Replacement groups generated together, per group without signal and
+            round of resampling (1: one at a time). Each slot trains on the first of them
+            with signal, in draw order (the last one if none has), so the group trained on
+            is distributed as with one at a time; generating them together saves the
+            rounds' engine turns at the cost of the groups drawn after one with signal.
+            Counts toward ``resample_groups``.
         seed: Seed of the draws of replacement failures.
         generator_factory: Builds the generator for a trainer, as a context manager; default:
             the trainer's model (transformers ``generate``) or its vLLM engine (``use_vllm``).
@@ -88,6 +95,8 @@ class ReflectRetryRollout:
     passes to the reward functions: ``retry_reward``, ``retry_reason``, ``reflection``,
     ``retry``, ``reflection_tokens``, ``retry_tokens``, ``reflection_stopped``,
     ``group_draws`` (groups drawn for the completion's slot, 1 without resampling),
+    ``group_signal_draws`` (how many of them had signal: more than one only with
+    ``resample_batch`` above 1),
     ``group_uniform`` (whether its group gives no gradient: equal trained rewards, or every
     reflection cut under ``truncated_reflections="mask"``), ``trained_reward`` (the
     reward GRPO trains on: ``retry_reward`` less any truncation penalty), and the call's
@@ -106,6 +115,7 @@ class ReflectRetryRollout:
         retry_temperature: float | None = None,
         retry_top_p: float | None = None,
         resample_groups: int = 0,
+        resample_batch: int = 1,
         seed: int = 0,
         generator_factory: Callable[[Any], contextlib.AbstractContextManager[TokenGenerator]]
         | None = None,
@@ -129,7 +139,10 @@ class ReflectRetryRollout:
             raise ValueError(f"resample_groups must be >= 0, got {resample_groups}")
         self.replayer = EpisodeReplayer(make_env, rows)
         self.pool = {prompt_key(row["prompt"]): row["prompt"] for row in rows}
+        if resample_batch < 1:
+            raise ValueError(f"resample_batch must be >= 1, got {resample_batch}")
         self.resample_groups = resample_groups
+        self.resample_batch = resample_batch
         self.rng = random.Random(seed)
         self.retry_max_tokens = retry_max_tokens
         self.credit = credit
@@ -177,32 +190,60 @@ class ReflectRetryRollout:
                 )
 
             batch = run(prompts)
-            draws = [1] * (len(prompts) // group_size)
-            # Every draw, for the episode file: its prompts, its batch, the slots it filled.
-            drawn = [(prompts, batch, list(range(len(draws))))]
-            rounds = self.resample_groups if training else 0
-            for _ in range(rounds):
-                groups = self.groups_without_signal(batch, group_size)
+            prompts = [*prompts]
+            slots = len(prompts) // group_size
+            draws = [1] * slots
+            first_without = set(self.groups_without_signal(batch, group_size))
+            signal_draws = [int(g not in first_without) for g in range(slots)]
+            # Every draw, for the episode file: its prompts, its batch, the slot of each of its
+            # groups, and which (draw, position) each slot trains on.
+            drawn = [(list(prompts), batch, list(range(slots)))]
+            trained_from = {g: (0, g) for g in range(slots)}
+            budget = self.resample_groups if training else 0
+            while True:
+                groups = [
+                    g
+                    for g in self.groups_without_signal(batch, group_size)
+                    if draws[g] - 1 < budget
+                ]
                 if not groups:
                     break
                 taken = {prompt_key(p) for p in prompts}
-                fresh = [self.draw(taken) for _ in groups]
+                # Each group gets up to resample_batch fresh ones, within its budget.
+                owners = [
+                    g
+                    for g in groups
+                    for _ in range(min(self.resample_batch, budget + 1 - draws[g]))
+                ]
+                fresh = [self.draw(taken) for _ in owners]
                 fresh_prompts = [p for p in fresh for _ in range(group_size)]
                 redrawn = run(fresh_prompts)
-                drawn.append((fresh_prompts, redrawn, groups))
-                batch = replace_groups(batch, groups, redrawn, group_size)
-                prompts = [*prompts]
-                for g, prompt in zip(groups, fresh, strict=True):
-                    prompts[g * group_size : (g + 1) * group_size] = [prompt] * group_size
-                    draws[g] += 1
+                without = set(self.groups_without_signal(redrawn, group_size))
+                chosen = []
+                for g in groups:
+                    mine = [k for k, owner in enumerate(owners) if owner == g]
+                    with_signal = [k for k in mine if k not in without]
+                    pick = with_signal[0] if with_signal else mine[-1]
+                    chosen.append(pick)
+                    draws[g] += len(mine)
+                    signal_draws[g] += len(with_signal)
+                    trained_from[g] = (len(drawn), pick)
+                    prompts[g * group_size : (g + 1) * group_size] = [fresh[pick]] * group_size
+                drawn.append((fresh_prompts, redrawn, owners))
+                batch = replace_groups(
+                    batch, groups, take_groups(redrawn, chosen, group_size), group_size
+                )
         self.release_shared_engine()
         self.last_batch = batch
         uniform = set(self.groups_without_signal(batch, group_size))
         self.last_groups_with_signal = len(batch.rewards) // group_size - len(uniform)
         if training and self.episodes_path is not None:
-            self.write_episodes(drawn, group_size, trainer)
+            self.write_episodes(drawn, group_size, trainer, trained_from)
         output = self.to_trl(batch)
         output["group_draws"] = [draws[i // group_size] for i in range(len(batch.rewards))]
+        output["group_signal_draws"] = [
+            signal_draws[i // group_size] for i in range(len(batch.rewards))
+        ]
         output["group_uniform"] = [i // group_size in uniform for i in range(len(batch.rewards))]
         # The call's wall time (every draw, the engine's weight syncs included) and the syncs'.
         n = len(batch.rewards)
@@ -215,6 +256,7 @@ class ReflectRetryRollout:
         drawn: Sequence[tuple[Sequence[Sequence[Message]], RolloutBatch, Sequence[int]]],
         group_size: int,
         trainer: Any,
+        trained_from: dict[int, tuple[int, int]] | None = None,
     ) -> None:
         """Append every drawn group's episodes to :attr:`episodes_path` (one JSON row each).
 
@@ -227,12 +269,17 @@ class ReflectRetryRollout:
         on). Under several processes, process ``k > 0`` writes ``<stem>.rank<k>.jsonl``.
 
         Args:
-            drawn: Each draw's prompts, its batch and the batch slot each of its groups
-                filled, in order: a slot's last draw is the group trained on.
+            drawn: Each draw's prompts, its batch and the batch slot of each of its groups,
+                in order.
             group_size: GRPO group size.
             trainer: The trainer (its step and process index).
+            trained_from: For each slot, the draw and the position in it of the group the
+                slot trains on; None: a slot's last group drawn.
         """
-        last = {slot: d for d, (_, _, slots) in enumerate(drawn) for slot in slots}
+        if trained_from is None:
+            trained_from = {}
+            for d, (_, _, slots) in enumerate(drawn):
+                trained_from.update({slot: (d, k) for k, slot in enumerate(slots)})
         step = trainer.state.global_step + 1
         rows = []
         for d, (prompts, batch, slots) in enumerate(drawn):
@@ -254,7 +301,7 @@ class ReflectRetryRollout:
                         "retry_tokens": len(batch.retry_ids[i]),
                         "reflection_stopped": batch.reflection_stopped[i],
                         "group_with_signal": position not in uniform,
-                        "trained": last[slot] == d,
+                        "trained": trained_from[slot] == (d, position),
                     }
                 )
         path = self.episodes_path
@@ -496,7 +543,10 @@ def retry_success(
             # Per completion; every group has the same size, so sums over completions are
             # sums over groups times that size.
             drawn = sum(kwargs["group_draws"])
-            with_variance = sum(not u for u in kwargs["group_uniform"])
+            if "group_signal_draws" in kwargs:
+                with_variance = sum(kwargs["group_signal_draws"])
+            else:
+                with_variance = sum(not u for u in kwargs["group_uniform"])
             log_metric("rrr/group_draws", drawn / len(rewards))
             log_metric("rrr/drawn_zero_variance", (drawn - with_variance) / drawn)
         for name in ("rollout_seconds", "engine_sync_seconds"):

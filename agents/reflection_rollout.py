@@ -389,6 +389,19 @@ def replace_groups(
     return RolloutBatch(**values)
 
 
+def take_groups(batch: RolloutBatch, groups: Sequence[int], group_size: int) -> RolloutBatch:
+    """The groups ``groups`` of ``batch`` (by position), in that order."""
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(batch):
+        entries = getattr(batch, spec.name)
+        values[spec.name] = (
+            None
+            if entries is None
+            else [e for g in groups for e in entries[g * group_size : (g + 1) * group_size]]
+        )
+    return RolloutBatch(**values)
+
+
 class EpisodeReplayer:
     """Puts envs back into the state a failure prompt describes.
 

@@ -284,6 +284,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="redraw a group without reward variance up to this many times (DAPO; 0: off)",
     )
     parser.add_argument(
+        "--rrr-resample-batch",
+        type=int,
+        default=1,
+        help="replacement groups generated together per round of --rrr-resample-groups (the "
+        "first with variance is trained on, as one at a time would; fewer engine turns)",
+    )
+    parser.add_argument(
         "--rrr-temperature", type=float, default=1.0, help="reflections (and collection)"
     )
     parser.add_argument(
@@ -348,11 +355,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "lora_r",
     )
     positive += ("rrr_samples_per_query", "rrr_num_generations", "rrr_groups_per_step")
+    positive += ("rrr_resample_batch",)
     positive += ("rise_samples_per_item", "rise_best_of")
     for name in positive:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be an integer >= 1, got {getattr(args, name)}")
+    if args.rrr_resample_groups < 0:
+        parser.error(f"--rrr-resample-groups must be >= 0, got {args.rrr_resample_groups}")
     if args.curve_points < 0:
         parser.error(f"--curve-points must be an integer >= 0, got {args.curve_points}")
     if args.budget_minutes <= 0:
@@ -784,6 +794,7 @@ def rrr_options(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         * args.rrr_num_generations
         // pass_size,
         resample_groups=args.rrr_resample_groups,
+        resample_batch=args.rrr_resample_batch,
         temperature=args.rrr_temperature,
         retry_temperature=args.rrr_retry_temperature,
         attempt_max_tokens=args.attempt_max_tokens,

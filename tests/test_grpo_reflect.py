@@ -455,11 +455,13 @@ class OnlySomeItemsLearnable(ScriptedTokens):
         return out, None
 
 
-def resampling_setup(smol, tmp_path, resample_groups: int):
+def resampling_setup(
+    smol, tmp_path, resample_groups: int, resample_batch: int = 1, learnable_rows=(6, 7)
+):
     _, tokenizer = smol
     config = make_config(tmp_path)
     rows = failure_rows(config, 8)
-    learnable = {TASK.findall(rows[k]["prompt"][1]["content"])[-1] for k in (6, 7)}
+    learnable = {TASK.findall(rows[k]["prompt"][1]["content"])[-1] for k in learnable_rows}
     scripted = OnlySomeItemsLearnable(
         tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"), learnable
     )
@@ -468,10 +470,13 @@ def resampling_setup(smol, tmp_path, resample_groups: int):
         rows,
         retry_max_tokens=40,
         resample_groups=resample_groups,
+        resample_batch=resample_batch,
         seed=0,
         generator_factory=lambda trainer: contextlib.nullcontext(scripted),
+        episodes_path=tmp_path / "train_episodes.jsonl",
     )
-    return rows, rollout, fake_trainer(config, tokenizer, scripted.eos), scripted
+    trainer = fake_trainer(config, tokenizer, scripted.eos, state=SimpleNamespace(global_step=0))
+    return rows, rollout, trainer, scripted
 
 
 def test_dynamic_sampling_replaces_groups_without_reward_variance(smol, tmp_path):
@@ -503,6 +508,67 @@ def test_dynamic_sampling_replaces_groups_without_reward_variance(smol, tmp_path
     groups_drawn = draws[0] + 1
     assert metrics["rrr/group_draws"] == groups_drawn / 2
     assert metrics["rrr/drawn_zero_variance"] == (groups_drawn - 2) / groups_drawn
+
+
+def test_resampling_in_batches_trains_on_the_first_group_with_signal(smol, tmp_path):
+    """Six replacement groups generated together (one reflection call, one retry call): two
+    of them have signal; the slot trains on the first of those in draw order, as drawing one
+    at a time would, and the metrics count both."""
+    _, tokenizer = smol
+    rows, rollout, trainer, scripted = resampling_setup(
+        smol, tmp_path, resample_groups=6, resample_batch=6, learnable_rows=(5, 6, 7)
+    )
+    prompts = [rows[0]["prompt"]] * 2 + [rows[6]["prompt"]] * 2
+    output = rollout(prompts, trainer)
+
+    # One round: the 6 failures not in the batch (1-5 and 7), 2 prompts each, in one call each.
+    assert scripted.calls[2:] == [(12, 12, 2), (12, 40, 1)]
+    assert output["group_draws"] == [7, 7, 1, 1]
+    assert output["group_signal_draws"] == [2, 2, 1, 1]
+    assert output["group_uniform"] == [False] * 4
+    episodes = [json.loads(line) for line in (tmp_path / "train_episodes.jsonl").open()]
+    redrawn = [e for e in episodes if e["draw"] == 1][::2]  # one row per group
+    assert sorted(e["index"] for e in redrawn) == sorted(
+        rows[k]["index"] for k in (1, 2, 3, 4, 5, 7)
+    )
+    first = next(e for e in redrawn if e["group_with_signal"])
+    assert [e["index"] for e in redrawn if e["trained"]] == [first["index"]]
+    assert output["prompt_ids"][0] == render_prompt(
+        tokenizer, next(r["prompt"] for r in rows if r["index"] == first["index"])
+    )
+    assert sum(e["trained"] for e in episodes) == 4, "one trained group per slot"
+    metrics = {}
+    retry_success(
+        prompts=prompts,
+        completions=[[]] * 4,
+        log_metric=metrics.__setitem__,
+        **{k: output[k] for k in ("retry_reward", "group_draws", "group_uniform")},
+        group_signal_draws=output["group_signal_draws"],
+    )
+    assert metrics["rrr/group_draws"] == 8 / 2
+    assert metrics["rrr/drawn_zero_variance"] == (8 - 3) / 8
+
+
+def test_resampling_in_batches_keeps_to_the_budget(smol, tmp_path):
+    """Budget 5 in batches of 2: rounds of 2, 2 and 1 groups, all without signal."""
+    rows, rollout, trainer, scripted = resampling_setup(
+        smol, tmp_path, resample_groups=5, resample_batch=2, learnable_rows=(6,)
+    )
+    prompts = [rows[0]["prompt"]] * 2 + [rows[6]["prompt"]] * 2
+    output = rollout(prompts, trainer)
+    assert [n for n, _, _ in scripted.calls[2::2]] == [4, 4, 2]
+    assert output["group_draws"] == [6, 6, 1, 1]
+    assert output["group_uniform"] == [True, True, False, False]
+    episodes = [json.loads(line) for line in (tmp_path / "train_episodes.jsonl").open()]
+    trained = [(e["draw"], e["slot"]) for e in episodes if e["trained"]][::2]
+    assert trained == [(0, 1), (3, 0)], "a slot without signal trains on its last group"
+
+
+def test_resampling_batch_is_checked(smol, tmp_path):
+    with pytest.raises(ValueError, match="resample_batch must be >= 1"):
+        resampling_setup(smol, tmp_path, resample_groups=1, resample_batch=0)
+    with pytest.raises(ValueError, match="--resample_batch must be >= 1"):
+        make_config(tmp_path, resample_batch=0)
 
 
 def test_dynamic_sampling_still_redraws_when_generation_switches_to_eval_mode(smol, tmp_path):

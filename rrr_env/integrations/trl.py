@@ -272,6 +272,7 @@ def rrr_rollout_func(
     retry_top_p: float | None = None,
     rollout_batch_size: int | None = None,
     resample_groups: int = 0,
+    resample_batch: int = 1,
     seed: int = 0,
     **env_kwargs: Any,
 ) -> Any:
@@ -294,6 +295,8 @@ def rrr_rollout_func(
         rollout_batch_size: Most sequences per ``generate`` call (transformers backend).
         resample_groups: Dynamic sampling: redraw a group whose retries all got one reward,
             up to this many times.
+        resample_batch: Redraws generated together per round (the first with signal is
+            trained on); fewer generation rounds, some groups wasted.
         seed: Seed of those redraws.
         **env_kwargs: The env's keyword arguments the failures were collected with; an
             attempt, a reflection and one retry unless they say otherwise.
@@ -316,6 +319,7 @@ def rrr_rollout_func(
         retry_temperature=retry_temperature,
         retry_top_p=retry_top_p,
         resample_groups=resample_groups,
+        resample_batch=resample_batch,
         seed=seed,
     )
 
