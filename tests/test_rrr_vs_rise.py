@@ -148,6 +148,8 @@ def test_sign_test_by_hand():
         (["--rrr-collect-temperature", "-1"], "--rrr-collect-temperature must be >= 0"),
         (["--rrr-collect-temperature", "0", "--rrr-samples-per-query", "4"], "per-query 1"),
         (["--retry-max-tokens", "0"], "--retry-max-tokens must be an integer >= 1"),
+        (["--rrr-resample-groups", "-1"], "--rrr-resample-groups must be >= 0"),
+        (["--rrr-resample-batch", "0"], "--rrr-resample-batch must be an integer >= 1"),
     ],
 )
 def test_bad_command_lines_fail_clearly(argv, message, capsys):
@@ -520,6 +522,10 @@ def test_new_options_reach_both_trainers_and_the_evaluation(tmp_path):
     assert (config.save_steps, config.save_total_limit) == (1, 1)
     assert config.save_strategy == "steps" and config.resume_from_checkpoint == "last"
     assert rise.save_every == 1 and rise.resume is None
+    assert (config.resample_groups, config.resample_batch) == (0, 1)
+    resampled = parse_args([*runs, "--rrr-resample-groups", "5", "--rrr-resample-batch", "5"])
+    config = rrr_config(resampled, seed=1)
+    assert (config.resample_groups, config.resample_batch) == (5, 5)
     argv = [*runs, "--train-engine", "openvino", "--rrr-truncated-reflections", "penalize"]
     argv += ["--rrr-collect-temperature", "0", "--retry-max-tokens", "40"]
     args = parse_args(argv)
