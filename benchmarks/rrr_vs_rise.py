@@ -1682,8 +1682,10 @@ def render(
                 )
             drawn = [p for p in row["curve"] if p.get("group_draws") is not None]
             if drawn and any(p["group_draws"] > 1 for p in drawn):
-                draws = sum(p["group_draws"] for p in drawn) / len(drawn)
-                share = sum(p["drawn_zero_variance"] for p in drawn) / len(drawn)
+                total = sum(p["group_draws"] for p in drawn)
+                draws = total / len(drawn)
+                # Over all drawn groups: each step's share weighted by the groups it drew.
+                share = sum(p["drawn_zero_variance"] * p["group_draws"] for p in drawn) / total
                 lines.append(
                     f"  (dynamic sampling: {draws:.1f} groups drawn per trained group, "
                     f"{share:.0%} of drawn groups without reward variance)"
