@@ -1119,6 +1119,11 @@ def train(args: Args) -> TrainResult:
         examples, too_long = weighted_examples(targets, tokenizer, eos_ids, args.max_length)
 
         # -- 4. update ---------------------------------------------------------------------
+        if examples and hasattr(engine, "release"):
+            # The engine's pipeline (~9 GB at 1.5B) would sit beside the update, which changes
+            # the weights it serves anyway: the next collection loads the new ones. Both
+            # together ran out of 24 GB at 1.5B (4 items x 4 samples, best of 4).
+            engine.release()
         tick = time.perf_counter()
         stats = update(
             policy,

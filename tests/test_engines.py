@@ -484,6 +484,21 @@ def test_rise_awr_samples_on_the_engine(tmp_path, monkeypatch):
         return rebuilt
 
     monkeypatch.setattr(OpenVINOEngine, "sync", counted)
+    import agents.rise_awr as rise_awr
+
+    engines, loaded_while_updating = [], []
+    original_init, original_update = OpenVINOEngine.__init__, rise_awr.update
+
+    def tracked_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        engines.append(self)
+
+    def tracked_update(*args, **kwargs):
+        loaded_while_updating.append([e._pipeline is not None for e in engines])
+        return original_update(*args, **kwargs)
+
+    monkeypatch.setattr(OpenVINOEngine, "__init__", tracked_init)
+    monkeypatch.setattr(rise_awr, "update", tracked_update)
 
     run = train(
         Args(
@@ -507,3 +522,5 @@ def test_rise_awr_samples_on_the_engine(tmp_path, monkeypatch):
     assert run.iteration == 2
     # started once, then served the weights of iteration 1's update in iteration 2
     assert sum(rebuilds) == 2 and len(rebuilds) > 2
+    # Every update ran with the engine's pipeline unloaded (at 1.5B both did not fit in 24 GB).
+    assert loaded_while_updating == [[False], [False]]

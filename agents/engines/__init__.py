@@ -183,6 +183,15 @@ class EngineBackend:
             for p, ids, stop in zip(prompts, completions, stopped, strict=True)
         ]
 
+    def release(self) -> None:
+        """Unload the engine's pipeline, freeing its memory for a training step.
+
+        The next call loads it again, with the weights of that time.
+        """
+        release = getattr(self.engine, "release", None)
+        if release is not None:
+            release()
+
 
 class _ScopedEngineBackend:
     """Reflections from the adapted policy's engine, other turns from the base model's."""
@@ -207,6 +216,13 @@ class _ScopedEngineBackend:
             self.adapted.generate,
             self.base.generate,
         )
+
+    def release(self) -> None:
+        """Unload both engines' pipelines (see :meth:`EngineBackend.release`)."""
+        for backend in (self.adapted, self.base):
+            release = getattr(backend, "release", None)
+            if release is not None:
+                release()
 
 
 def make_backend(
