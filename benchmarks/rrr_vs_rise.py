@@ -1489,6 +1489,29 @@ def rrr_scope(rows: Sequence[dict[str, Any]], args: argparse.Namespace) -> str:
     return ", ".join(sorted(scopes)) if scopes else args.rrr_adapter_scope
 
 
+def resample_batch_sentence(rows: Sequence[dict[str, Any]]) -> str:
+    """Which RRR seeds generated several replacement groups per round (``--rrr-resample-batch``).
+
+    Empty where every seed drew them one at a time (rows from before the option: 1).
+    """
+    by_batch: dict[int, list[str]] = {}
+    for row in rows:
+        by_batch.setdefault(row.get("rrr_resample_batch", 1), []).append(str(row["seed"]))
+    if set(by_batch) <= {1}:
+        return ""
+    parts = [
+        f"seed {', '.join(seeds)}: "
+        + ("one at a time" if batch == 1 else f"up to {batch} together")
+        for batch, seeds in sorted(by_batch.items())
+    ]
+    return (
+        " RRR-GRPO's replacement groups per round of dynamic sampling (`--rrr-resample-batch`; "
+        "the group trained on is picked as one at a time would, with fewer engine loads): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def render(
     rows: list[dict[str, Any]],
     args: argparse.Namespace,
@@ -1571,6 +1594,7 @@ def render(
             if args.rrr_collect_temperature is not None
             else ""
         )
+        + resample_batch_sentence(by_arm.get("rrr", []))
         + (
             " Updates: optimizer steps that moved the weights (`u of s`: s batches, the rest "
             "skipped for lack of reward variance); train tokens: every generated token of "
@@ -1831,6 +1855,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 fields["rrr_adapter_scope"] = scope
                 fields["rrr_truncated_reflections"] = args.rrr_truncated_reflections
                 fields["rrr_collect_temperature"] = rrr_collect_temperature(args)
+                fields["rrr_resample_batch"] = args.rrr_resample_batch
             replay = replay_source(arm, args, rows, scope)
             scores = run_eval(arm, model, tokenizer, args, episodes(arm, seed), seed, scope, replay)
             del model

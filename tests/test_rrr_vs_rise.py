@@ -209,6 +209,11 @@ def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_co
     for point in curve:
         point["group_draws"], point["drawn_zero_variance"] = 1.0, point["zero_variance"]
     assert "dynamic sampling" not in render(rows, parse_args([]), "cmd")
+    # Seeds that generated several replacement groups per round are named as such.
+    rows += [report_row("rrr", 2, rrr_resample_batch=5)]
+    report = render(rows, parse_args([]), "cmd")
+    assert "(`--rrr-resample-batch`" in report
+    assert "seed 1: one at a time; seed 2: up to 5 together." in report
 
 
 def test_report_names_trained_rows_whose_engine_fell_back_to_torch():
