@@ -190,14 +190,14 @@ class ReflectRetryRollout:
                 )
 
             batch = run(prompts)
-            prompts = [*prompts]
             slots = len(prompts) // group_size
             draws = [1] * slots
             first_without = set(self.groups_without_signal(batch, group_size))
             signal_draws = [int(g not in first_without) for g in range(slots)]
             # Every draw, for the episode file: its prompts, its batch, the slot of each of its
             # groups, and which (draw, position) each slot trains on.
-            drawn = [(list(prompts), batch, list(range(slots)))]
+            drawn = [(prompts, batch, list(range(slots)))]
+            prompts = [*prompts]  # the slots' current failures (the trainer's list stays)
             trained_from = {g: (0, g) for g in range(slots)}
             budget = self.resample_groups if training else 0
             while True:
@@ -256,7 +256,7 @@ class ReflectRetryRollout:
         drawn: Sequence[tuple[Sequence[Sequence[Message]], RolloutBatch, Sequence[int]]],
         group_size: int,
         trainer: Any,
-        trained_from: dict[int, tuple[int, int]] | None = None,
+        trained_from: dict[int, tuple[int, int]],
     ) -> None:
         """Append every drawn group's episodes to :attr:`episodes_path` (one JSON row each).
 
@@ -274,12 +274,8 @@ class ReflectRetryRollout:
             group_size: GRPO group size.
             trainer: The trainer (its step and process index).
             trained_from: For each slot, the draw and the position in it of the group the
-                slot trains on; None: a slot's last group drawn.
+                slot trains on.
         """
-        if trained_from is None:
-            trained_from = {}
-            for d, (_, _, slots) in enumerate(drawn):
-                trained_from.update({slot: (d, k) for k, slot in enumerate(slots)})
         step = trainer.state.global_step + 1
         rows = []
         for d, (prompts, batch, slots) in enumerate(drawn):

@@ -361,8 +361,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be an integer >= 1, got {getattr(args, name)}")
-    if args.rrr_resample_groups < 0:
-        parser.error(f"--rrr-resample-groups must be >= 0, got {args.rrr_resample_groups}")
     if args.curve_points < 0:
         parser.error(f"--curve-points must be an integer >= 0, got {args.curve_points}")
     if args.budget_minutes <= 0:
@@ -385,7 +383,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.runs_dir = args.runs_dir or QUICK_RESULTS / "rrr_vs_rise_runs"
     args.runs_dir = args.runs_dir or Path("runs/rrr_vs_rise")
     temperatures = ("rrr_temperature", "rrr_retry_temperature", "rise_temperature")
-    for name in (*temperatures, "rrr_beta", "rrr_collect_temperature"):
+    for name in (*temperatures, "rrr_beta", "rrr_collect_temperature", "rrr_resample_groups"):
         value = getattr(args, name)
         if value is not None and not value >= 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0, got {value}")

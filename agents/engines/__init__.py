@@ -217,13 +217,6 @@ class _ScopedEngineBackend:
             self.base.generate,
         )
 
-    def release(self) -> None:
-        """Unload both engines' pipelines (see :meth:`EngineBackend.release`)."""
-        for backend in (self.adapted, self.base):
-            release = getattr(backend, "release", None)
-            if release is not None:
-                release()
-
 
 def make_backend(
     engine: str,
