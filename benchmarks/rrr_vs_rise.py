@@ -75,6 +75,11 @@ delete the folder. Rows record the options that change results (``eval_dtype``,
 ``rrr_adapter_scope``, ``rrr_truncated_reflections``, ``rrr_collect_temperature``), and a
 run refuses to add rows made with other values.
 
+Reusing: ``--reuse-from DIR`` takes the finished rows of another folder evaluated by the same
+protocol (its controls, and trained seeds with the same training options at this budget, from
+their row or their snapshot at this many minutes) with their episode files, instead of
+computing them again (:mod:`benchmarks.harness_reuse`).
+
 Replayed first attempts: the ``retry`` and ``fixed_reflection`` controls, and ``rrr`` under
 ``--rrr-adapter-scope reflection`` (whose attempts come from the frozen base model), answer
 their first attempt exactly as the ``vanilla`` control did: greedily, with the same weights.
@@ -335,6 +340,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=Path,
         default=None,
         help="training run folders (default: runs/rrr_vs_rise; with --quick, under /tmp)",
+    )
+    parser.add_argument(
+        "--reuse-from",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="take finished rows of another results folder evaluated by the same protocol: "
+        "its controls, and trained seeds with the same training options at this budget (their "
+        "row of this budget, or their snapshot at this many minutes; "
+        "benchmarks/harness_reuse.py)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny budget and eval, under /tmp")
     parser.add_argument(
@@ -698,7 +713,8 @@ def held_out_curve(
         del model
         gc.collect()
         position = {k: info[k] for k in ("iteration", "step") if k in info}
-        points.append({"minutes": info["train_seconds"] / 60, **position, **scores})
+        mark = {"mark": info["minutes"]}
+        points.append({"minutes": info["train_seconds"] / 60, **mark, **position, **scores})
     return points
 
 
@@ -952,9 +968,14 @@ def run_state(arm: str, args: argparse.Namespace, seed: int) -> tuple[str, Path 
     return "fresh", None
 
 
-def check_runs(args: argparse.Namespace) -> None:
-    """Check every run folder this command would resume (:func:`run_state`), before loading."""
-    done = {(r["arm"], r["seed"]) for r in read_rows(args.out_dir / "results.jsonl")}
+def check_runs(args: argparse.Namespace, done: set[tuple[str, int]] | None = None) -> None:
+    """Check every run folder this command would resume (:func:`run_state`), before loading.
+
+    ``done``: the ``(arm, seed)`` rows this run will not train (default: those of its
+    ``results.jsonl``).
+    """
+    if done is None:
+        done = {(r["arm"], r["seed"]) for r in read_rows(args.out_dir / "results.jsonl")}
     for seed in range(1, args.seeds + 1):
         for arm in TRAINED_ARMS:
             if arm in args.arms and (arm, seed) not in done:
@@ -997,14 +1018,14 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     result = grpo_train(config, model_args)
     per_step = config.generation_batch_size
     history = [h for h in result["log_history"] if "rrr/retry_success" in h]
-    # Every drawn group's tokens: a step draws group_draws times its batch (resampling),
-    # estimated at the trained batch's mean lengths.
-    tokens = sum(
-        per_step
-        * h.get("rrr/group_draws", 1)
-        * (h.get("rrr/reflection_tokens", 0) + h.get("rrr/retry_tokens", 0))
-        for h in history
-    )
+
+    def step_tokens(h: dict[str, Any]) -> float:
+        # Every drawn group's tokens: a step draws group_draws times its batch (resampling),
+        # estimated at the trained batch's mean lengths.
+        lengths = h.get("rrr/reflection_tokens", 0) + h.get("rrr/retry_tokens", 0)
+        return per_step * h.get("rrr/group_draws", 1) * lengths
+
+    tokens = sum(step_tokens(h) for h in history)
     skipped = sum(skipped_step(h) for h in history)
     return {
         "policy": result["model"],
@@ -1017,6 +1038,8 @@ def train_rrr(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "curve": [
             {
                 "step": h["step"],
+                "skipped": skipped_step(h),
+                "generated_tokens": round(step_tokens(h)),
                 "retry_success": h["rrr/retry_success"],
                 # TRL's fraction of groups whose rewards are all equal (no gradient).
                 "zero_variance": h.get("frac_reward_zero_std"),
@@ -1068,6 +1091,14 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         if "rollout/generated_tokens" in row and row["iteration"] <= result.iteration:
             rows[row["iteration"]] = row
     tokens = sum(r["rollout/generated_tokens"] for r in rows.values())
+    curve = [
+        {
+            "iteration": i,
+            "updates": int(r.get("charts/optimizer_steps", 0)),
+            "generated_tokens": round(r["rollout/generated_tokens"]),
+        }
+        for i, r in sorted(rows.items())
+    ]
     return {
         "policy": result.policy,
         "tokenizer": result.tokenizer,
@@ -1078,6 +1109,7 @@ def train_rise(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "train_generated_tokens": round(tokens),
         "train_engine_used": result.engine,
         "run_dir": str(result.run_dir),
+        "curve": curve,
     }
 
 
@@ -1510,6 +1542,29 @@ def resample_batch_sentence(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def reused_sentence(rows: Sequence[dict[str, Any]]) -> str:
+    """Which rows came from another folder (``--reuse-from``), and as what."""
+    by_folder: dict[str, list[str]] = {}
+    for row in rows:
+        origin = row.get("reused_from")
+        if not origin:
+            continue
+        what = f"{row['arm']}" + (f" seed {row['seed']}" if row["seed"] else "")
+        if "snapshot_minutes" in origin:
+            what += (
+                f" (the {origin['snapshot_minutes']:g}-min snapshot of its "
+                f"{origin['budget_minutes']:g}-min run: a constant learning rate and a stop after "
+                "the step that passes the budget make it the policy a run of this budget ends "
+                "with)"
+            )
+        by_folder.setdefault(origin["folder"], []).append(what)
+    return "".join(
+        f" Reused from `{folder}` (`--reuse-from`, the same evaluation protocol and training "
+        f"options): {', '.join(names)}."
+        for folder, names in by_folder.items()
+    )
+
+
 def render(
     rows: list[dict[str, Any]],
     args: argparse.Namespace,
@@ -1599,7 +1654,8 @@ def render(
             "every drawn group (RRR-GRPO: estimated at each step's trained-batch mean lengths)."
             if any(r.get("steps") is not None for r in rows)
             else ""
-        ),
+        )
+        + reused_sentence(rows),
         "",
         "| arm | seeds | 1st try | 2nd try | train min | updates | train tokens | "
         "eval tokens / item |",
@@ -1783,13 +1839,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     if args.render_only:
         return render_only(args.out_dir)
-    preflight(lambda: (check_arms(args), check_resume(args), check_runs(args)))
     command = command_line("benchmarks.rrr_vs_rise", argv)
     out = args.out_dir
-    (out / "episodes").mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     rows = read_rows(results)
     done = {(r["arm"], r["seed"]) for r in rows}
+    reused = preflight(lambda: check_all(args, done, command))
+    (out / "episodes").mkdir(parents=True, exist_ok=True)
+    if reused is not None:
+        from benchmarks.harness_reuse import reuse_rows
+
+        rows += reuse_rows(reused, results)
+        done |= {(r["arm"], r["seed"]) for r in reused.rows}
     common = {
         "env": args.env,
         "env_kwargs": args.env_kwargs,
@@ -1864,6 +1925,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         write_report(rows, args, command, out)
         print((out / "report.md").read_text())
     return rows
+
+
+def check_all(args: argparse.Namespace, done: set[tuple[str, int]], command: str) -> Any:
+    """Every check before a model loads; returns what ``--reuse-from`` takes (or ``None``)."""
+    check_arms(args)
+    check_resume(args)
+    reused = None
+    if args.reuse_from is not None:
+        from benchmarks.harness_reuse import plan_reuse
+
+        reused = plan_reuse(args, args.reuse_from, done, command)
+        done = done | {(r["arm"], r["seed"]) for r in reused.rows}
+    check_runs(args, done)
+    return reused
 
 
 def write_report(

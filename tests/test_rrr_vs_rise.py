@@ -295,6 +295,13 @@ def test_quick_run_trains_both_methods_evaluates_every_arm_and_resumes(tmp_path)
         # The quick budget ends within the first iteration/step: no inner curve points.
         assert row["held_out_curve"] == []
     assert by_arm["rrr"]["curve"], "retry success logged per step"
+    # Per step (RRR) and iteration (RISE): what --reuse-from counts a snapshot's cost from.
+    for arm in ("rrr", "rise"):
+        curve = by_arm[arm]["curve"]
+        spent = sum(c["generated_tokens"] for c in curve)
+        assert spent == pytest.approx(by_arm[arm]["train_generated_tokens"], abs=len(curve))
+    assert sum(not c["skipped"] for c in by_arm["rrr"]["curve"]) == by_arm["rrr"]["updates"]
+    assert sum(c["updates"] for c in by_arm["rise"]["curve"]) == by_arm["rise"]["updates"]
     for row in rows:
         assert row["items"] == 2 and 0 <= row["first_try"] <= row["second_try"] <= 1
         assert row["eval_dtype"] == parse_args(["--quick"]).eval_dtype
@@ -495,6 +502,7 @@ def test_snapshots_of_a_rise_run_become_points_of_the_held_out_curve(tmp_path):
     args = parse_args(["--quick", "--model", "smollm2-135m", "--env-kwargs", env_kwargs])
     points = held_out_curve("rise", 1, run.run_dir, args, tmp_path)
     assert len(points) == 1 and points[0]["iteration"] == 1
+    assert points[0]["mark"] == 2e-6, "named after the last mark it passed"
     assert 0 < points[0]["minutes"] < run.train_seconds / 60
     assert points[0]["items"] == 2 and 0 <= points[0]["first_try"] <= points[0]["second_try"]
     assert (tmp_path / "rise__seed1__2e-06min.jsonl").exists()
