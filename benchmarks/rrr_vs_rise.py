@@ -105,7 +105,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import torch
@@ -130,6 +130,9 @@ from benchmarks.common import (
 )
 from benchmarks.problem_stats import compare, per_problem, sign_test
 from rrr_env.shortcuts import best_form, form_verdicts, forms_for
+
+if TYPE_CHECKING:
+    from benchmarks.harness_reuse import Reused
 
 gym.register_envs(rrr_env)
 
@@ -1927,7 +1930,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def check_all(args: argparse.Namespace, done: set[tuple[str, int]], command: str) -> Any:
+def check_all(args: argparse.Namespace, done: set[tuple[str, int]], command: str) -> Reused | None:
     """Every check before a model loads; returns what ``--reuse-from`` takes (or ``None``)."""
     check_arms(args)
     check_resume(args)
