@@ -105,7 +105,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _differences(theirs: argparse.Namespace, ours: argparse.Namespace, keys: Sequence[str]):
+def _differences(
+    theirs: argparse.Namespace, ours: argparse.Namespace, keys: Sequence[str]
+) -> list[str]:
+    """``--option theirs (this run: ours)`` for each of ``keys`` whose values differ."""
     a, b = _options(theirs), _options(ours)
     return [f"--{k.replace('_', '-')} {a[k]} (this run: {b[k]})" for k in keys if a[k] != b[k]]
 
