@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from typing import Any
 
 from benchmarks import rrr_vs_rise as harness
 
-__all__ = ["Reused", "plan_reuse", "reuse_rows", "row_args"]
+__all__ = ["Reused", "plan_reuse", "reuse_rows"]
 
 #: Options that set where a run writes, what it runs and its schedule, not what one of its
 #: rows measured: rows made under other values of these are comparable.
@@ -73,6 +72,10 @@ END_POINT_FIELDS = frozenset(
 )
 
 
+#: Fields of an evaluation that replayed the vanilla control's first attempts.
+REPLAY_FIELDS = frozenset({"replay_from", "replayed_turns"})
+
+
 @dataclass
 class Reused:
     """What a run takes from ``--reuse-from``.
@@ -86,15 +89,6 @@ class Reused:
     rows: list[dict[str, Any]] = field(default_factory=list)
     files: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def row_args(row: dict[str, Any]) -> argparse.Namespace:
-    """The options a row was made with: its command, and the values the row records."""
-    words = shlex.split(row["command"])
-    args = harness.parse_args(words[words.index("benchmarks.rrr_vs_rise") + 1 :])
-    args.eval_dtype = row.get("eval_dtype", args.eval_dtype)
-    args.engine = row.get("eval_engine", "torch")
-    return args
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -162,9 +156,9 @@ def _snapshot_row(
     row: dict[str, Any], mark: float, point: dict[str, Any], earlier: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """A trained row as the policy of its snapshot at ``mark`` (``point``) scores it."""
-    kept = {k: v for k, v in row.items() if k not in END_POINT_FIELDS}
-    # The end point's evaluation fields give way to the snapshot's.
-    kept = {k: v for k, v in kept.items() if k not in ("replay_from", "replayed_turns")}
+    # The end point's fields, its evaluation's replay counts included, give way to the
+    # snapshot's.
+    kept = {k: v for k, v in row.items() if k not in END_POINT_FIELDS | REPLAY_FIELDS}
     scores = {k: v for k, v in point.items() if k not in ("minutes", "mark", "step", "iteration")}
     out = {**kept, **scores, "train_seconds": point["minutes"] * 60, "held_out_curve": earlier}
     position = point.get("step", point.get("iteration"))
@@ -212,16 +206,14 @@ def plan_reuse(
         raise ValueError(f"--reuse-from {source}: no rows in {source / 'results.jsonl'}")
     plan = Reused()
     seeds = range(1, args.seeds + 1)
+    taken = set(done)
     for row in rows:
         arm, seed = row["arm"], row["seed"]
         wanted = arm in args.arms and (seed == 0 if arm in harness.CONTROL_ARMS else seed in seeds)
-        if (
-            not wanted
-            or (arm, seed) in done
-            or any((r["arm"], r["seed"]) == (arm, seed) for r in plan.rows)
-        ):
+        if not wanted or (arm, seed) in taken:
             continue
-        theirs = row_args(row)
+        taken.add((arm, seed))
+        theirs = harness.row_args(row)
         changed = _differences(theirs, args, PROTOCOL_OPTIONS)
         if changed:
             raise ValueError(

@@ -1821,6 +1821,15 @@ def plot(rows: list[dict[str, Any]], path: Path, shortcut: dict[str, Any] | None
 # -- main ----------------------------------------------------------------------------------
 
 
+def row_args(row: dict[str, Any]) -> argparse.Namespace:
+    """The options a row was made with: its command, and the values the row records."""
+    words = shlex.split(row["command"])
+    args = parse_args(words[words.index("benchmarks.rrr_vs_rise") + 1 :])
+    args.eval_dtype = row.get("eval_dtype", args.eval_dtype)
+    args.engine = row.get("eval_engine", "torch")
+    return args
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of ``results.jsonl`` (a torn last line from a kill is skipped)."""
     if not path.exists():
@@ -1966,13 +1975,9 @@ def render_only(out: Path) -> list[dict[str, Any]]:
     if not rows:
         print(f"error: no rows in {out / 'results.jsonl'}", file=sys.stderr)
         raise SystemExit(2)
-    command = rows[-1]["command"]
-    words = shlex.split(command)
-    args = parse_args(words[words.index("benchmarks.rrr_vs_rise") + 1 :])
+    args = row_args(rows[-1])
     args.out_dir = out
-    args.eval_dtype = rows[-1].get("eval_dtype", args.eval_dtype)
-    args.engine = rows[-1].get("eval_engine", "torch")
-    write_report(rows, args, command, out)
+    write_report(rows, args, rows[-1]["command"], out)
     print(f"wrote {out / 'report.md'}")
     return rows
 
