@@ -1669,20 +1669,31 @@ def render(
         if not group:
             continue
         train_min = [r["train_seconds"] / 60 for r in group if "train_seconds" in r]
+        # One entry per seed, in seed order, "-" where a seed lacks the figure (rows reused
+        # from older runs may): a lone figure must not read as every seed's.
+        seeded = sorted(group, key=lambda r: r["seed"])
+        any_skipped = any(r.get("steps", r.get("updates")) != r.get("updates") for r in seeded)
         updates = [
-            f"{r['updates']} of {r['steps']}"
-            if r.get("steps", r["updates"]) != r["updates"]
-            else str(r["updates"])
-            for r in group
+            (
+                f"{r['updates']} of {r.get('steps', r['updates'])}"
+                if any_skipped
+                else str(r["updates"])
+            )
             if "updates" in r
+            else "-"
+            for r in seeded
         ]
-        tokens = [r["train_generated_tokens"] for r in group if "train_generated_tokens" in r]
+        if all(u == "-" for u in updates):
+            updates = []
+        tokens = [str(r.get("train_generated_tokens", "-")) for r in seeded]
+        if all(t == "-" for t in tokens):
+            tokens = []
         lines.append(
             f"| {LABELS[arm]} | {len(group)} | {_mean_sd([r['first_try'] for r in group])} | "
             f"{_mean_sd([r['second_try'] for r in group])} | "
             f"{_mean_sd(train_min) if train_min else '-'} | "
-            f"{'/'.join(updates) if updates else '-'} | "
-            f"{'/'.join(map(str, tokens)) if tokens else '-'} | "
+            f"{' / '.join(updates) if updates else '-'} | "
+            f"{' / '.join(tokens) if tokens else '-'} | "
             f"{sum(r['eval_generated_tokens'] for r in group) / sum(r['items'] for r in group):.0f}"
             " |"
         )

@@ -216,6 +216,21 @@ def test_report_gives_the_share_of_groups_without_gradient_and_the_resampling_co
     assert "seed 1: one at a time; seed 2: up to 5 together." in report
 
 
+def test_report_gives_updates_and_train_tokens_per_seed_in_seed_order():
+    """A seed without a figure shows "-": a lone figure must not read as every seed's."""
+    rows = [
+        report_row("rrr", 2, updates=5, steps=5, train_generated_tokens=77961),
+        report_row("rrr", 1, updates=1, steps=4),  # reused from before the tokens were kept
+        report_row("rise", 1, updates=4, train_generated_tokens=147600),
+        report_row("rise", 2, updates=3, train_generated_tokens=120000),
+    ]
+    report = render(rows, parse_args([]), "cmd")
+    rrr = next(line for line in report.splitlines() if line.startswith("| RRR-GRPO"))
+    assert "| 1 of 4 / 5 of 5 | - / 77961 |" in rrr
+    rise = next(line for line in report.splitlines() if line.startswith("| RISE-AWR"))
+    assert "| 4 / 3 | 147600 / 120000 |" in rise
+
+
 def test_report_names_trained_rows_whose_engine_fell_back_to_torch():
     asked = {"train_engine": "openvino"}
     rows = [
