@@ -102,7 +102,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1568,6 +1568,12 @@ def reused_sentence(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
+def _per_seed(values: Iterable[Any]) -> str:
+    """Per-seed figures joined by " / ", "-" for a missing one, or one "-" if all are."""
+    shown = ["-" if v is None else str(v) for v in values]
+    return "-" if all(v == "-" for v in shown) else " / ".join(shown)
+
+
 def render(
     rows: list[dict[str, Any]],
     args: argparse.Namespace,
@@ -1673,27 +1679,18 @@ def render(
         # from older runs may): a lone figure must not read as every seed's.
         seeded = sorted(group, key=lambda r: r["seed"])
         any_skipped = any(r.get("steps", r.get("updates")) != r.get("updates") for r in seeded)
-        updates = [
-            (
-                f"{r['updates']} of {r.get('steps', r['updates'])}"
-                if any_skipped
-                else str(r["updates"])
-            )
+        updates = _per_seed(
+            (f"{r['updates']} of {r.get('steps', r['updates'])}" if any_skipped else r["updates"])
             if "updates" in r
-            else "-"
+            else None
             for r in seeded
-        ]
-        if all(u == "-" for u in updates):
-            updates = []
-        tokens = [str(r.get("train_generated_tokens", "-")) for r in seeded]
-        if all(t == "-" for t in tokens):
-            tokens = []
+        )
+        tokens = _per_seed(r.get("train_generated_tokens") for r in seeded)
         lines.append(
             f"| {LABELS[arm]} | {len(group)} | {_mean_sd([r['first_try'] for r in group])} | "
             f"{_mean_sd([r['second_try'] for r in group])} | "
             f"{_mean_sd(train_min) if train_min else '-'} | "
-            f"{' / '.join(updates) if updates else '-'} | "
-            f"{' / '.join(tokens) if tokens else '-'} | "
+            f"{updates} | {tokens} | "
             f"{sum(r['eval_generated_tokens'] for r in group) / sum(r['items'] for r in group):.0f}"
             " |"
         )
