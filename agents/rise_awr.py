@@ -1175,6 +1175,9 @@ def train(args: Args) -> TrainResult:
             "charts/optimizer_steps": stats["optimizer_steps"],
             "charts/collect_seconds": collect_seconds,
             "charts/update_seconds": update_seconds,
+            # The budget's clock (collection and updates), carried over a resume.
+            "charts/train_seconds": spent + collect_seconds + update_seconds,
+            # This process's wall time: it restarts with a resumed run.
             "charts/elapsed_seconds": time.perf_counter() - started,
         }
         log.log(iteration, scalars)

@@ -335,6 +335,11 @@ def test_resume_continues_the_iteration_count(smoke_run):
         json.loads(line) for line in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["iteration"] for r in rows] == [0, 1, 1, 2, 2]
+    # The budget's clock goes on from the first run's time; it does not restart.
+    first, second = (r for r in rows if "charts/train_seconds" in r)
+    for row, before in ((first, 0.0), (second, first["charts/train_seconds"])):
+        took = row["charts/collect_seconds"] + row["charts/update_seconds"]
+        assert row["charts/train_seconds"] == pytest.approx(before + took)
     state = load_trainer_state(checkpoint)
     assert state["iteration"] == 2
     # AdamW's step counter continued from the saved optimizer state.
