@@ -395,21 +395,20 @@ class RecordSpentTime(TrainerCallback):
 def resume_checkpoint(args: GRPOReflectConfig) -> tuple[str | None, float]:
     """The checkpoint ``--resume_from_checkpoint`` names and the training seconds before it.
 
-    ``true`` / ``last`` / ``latest`` pick the newest ``checkpoint-N`` in ``output_dir``; a run
-    with none starts afresh (logged). A checkpoint without :data:`SPENT_FILE` (saved by another
-    tool) counts as 0 seconds spent, with a warning.
+    ``true`` / ``last`` / ``latest`` pick the newest complete ``checkpoint-N`` in
+    ``output_dir`` (:func:`last_complete_checkpoint`); a run with none starts afresh (logged). A
+    checkpoint without :data:`SPENT_FILE` (saved by another tool) counts as 0 seconds spent,
+    with a warning.
 
     Raises:
         ValueError: A named checkpoint folder does not exist.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     value = _resume_value(args.resume_from_checkpoint)
     if value is None or value is False:
         return None, 0.0
     if value is True:
         output = Path(args.output_dir)
-        value = get_last_checkpoint(str(output)) if output.is_dir() else None
+        value = last_complete_checkpoint(output)
         if value is None:
             logger.info("no checkpoint in %s to resume from: training starts afresh", output)
             return None, 0.0
@@ -420,6 +419,32 @@ def resume_checkpoint(args: GRPOReflectConfig) -> tuple[str | None, float]:
         logger.warning("%s has no %s: its training time counts as 0", value, SPENT_FILE)
         return str(value), 0.0
     return str(value), float(json.loads(spent_file.read_text())["train_seconds"])
+
+
+def last_complete_checkpoint(output: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder in ``output`` that the trainer finished writing.
+
+    transformers writes ``trainer_state.json`` into a checkpoint after its model, optimizer
+    and RNG state, and deletes older checkpoints only after that; a newer folder without it was
+    cut by a kill while saving, and is passed over (with a warning) for the one before it.
+
+    Returns:
+        The checkpoint's path, or None when ``output`` holds no complete checkpoint.
+    """
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    prefix = f"{PREFIX_CHECKPOINT_DIR}-"
+    found = [
+        (int(folder.name[len(prefix) :]), folder)
+        for folder in (output.glob(f"{prefix}*") if output.is_dir() else ())
+        if folder.is_dir() and folder.name[len(prefix) :].isdigit()
+    ]
+    for _, folder in sorted(found, reverse=True):
+        if (folder / TRAINER_STATE_NAME).is_file():
+            return str(folder)
+        logger.warning("%s has no %s (cut while saving): passed over", folder, TRAINER_STATE_NAME)
+    return None
 
 
 def rank0_decision(flag: bool) -> bool:
@@ -454,6 +479,7 @@ __all__ = [
     "TimeBudget",
     "TimeSnapshots",
     "format_steps",
+    "last_complete_checkpoint",
     "rank0_decision",
     "reflect_trainer_class",
     "resume_checkpoint",

@@ -951,9 +951,10 @@ def run_state(arm: str, args: argparse.Namespace, seed: int) -> tuple[str, Path 
             raise _refuse(folder, f"records no {RRR_OPTIONS_FILE}")
         if finished:
             return "finished", folder
-        if checkpoints:
-            return "resume", max(checkpoints, key=lambda c: int(c.name[11:]))
-        return "fresh", None
+        from agents.grpo_callbacks import last_complete_checkpoint
+
+        complete = last_complete_checkpoint(folder)  # a folder cut while saving is not one
+        return ("resume", Path(complete)) if complete else ("fresh", None)
     from agents.rise_awr import CHECKPOINT, TRAINER_STATE
 
     for folder in reversed(rise_run_dirs(args, seed)):

@@ -450,6 +450,7 @@ def run_rrr(args: argparse.Namespace, recorder: Recorder) -> None:
     from transformers import TrainerCallback
     from trl import ModelConfig, get_peft_config
 
+    from agents.grpo_callbacks import last_complete_checkpoint
     from agents.grpo_reflect import apply_cpu_recipe
     from agents.models import load_model_and_tokenizer
 
@@ -514,9 +515,8 @@ def run_rrr(args: argparse.Namespace, recorder: Recorder) -> None:
         peft_config=peft_config,
         callbacks=[Trace()],
     )
-    checkpoints = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+    trainer.train(resume_from_checkpoint=last_complete_checkpoint(run_dir))
 
 
 def run_rise(args: argparse.Namespace, recorder: Recorder) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 
 import pytest
@@ -31,6 +32,21 @@ def test_without_a_checkpoint_a_run_starts_afresh(tmp_path):
     assert resume_checkpoint(make_config(tmp_path)) == (None, 0.0)
     with pytest.raises(ValueError, match="no checkpoint folder at"):
         resume_checkpoint(make_config(tmp_path, resume_from_checkpoint=str(tmp_path / "x")))
+
+
+def test_a_checkpoint_cut_while_saving_is_passed_over_for_the_one_before(tmp_path, caplog):
+    run = tmp_path / "run"
+    for step, files in ((1, ["trainer_state.json", SPENT_FILE]), (2, ["adapter_model.bin"])):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        for name in files:
+            (run / f"checkpoint-{step}" / name).write_text('{"train_seconds": 42.0}')
+    (run / "checkpoint-x").mkdir()  # not a step: ignored
+    config = make_config(tmp_path, resume_from_checkpoint="last")
+    assert resume_checkpoint(config) == (str(run / "checkpoint-1"), 42.0)
+    assert "checkpoint-2 has no trainer_state.json" in caplog.text
+    # Only the cut one left: nothing to resume, the run starts afresh.
+    shutil.rmtree(run / "checkpoint-1")
+    assert resume_checkpoint(config) == (None, 0.0)
 
 
 @pytest.mark.slow

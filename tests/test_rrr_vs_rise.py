@@ -625,10 +625,13 @@ def test_run_folders_resume_from_their_newest_checkpoint_and_refuse_other_option
     runs = ["--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
     args = parse_args([*runs, "--arms", "rrr", "rise"])
     assert run_state("rrr", args, 1) == run_state("rise", args, 1) == ("fresh", None)
-    # RRR-GRPO: the newest checkpoint-N of the run folder, which records its options.
+    # RRR-GRPO: the newest complete checkpoint-N of the run folder, which records its options;
+    # checkpoint-15 was cut while saving (transformers writes trainer_state.json last).
     folder = rrr_run_dir(args, 1)
-    for step in (3, 12):
+    for step in (3, 12, 15):
         (folder / f"checkpoint-{step}").mkdir(parents=True)
+        if step < 15:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     options = {"config": rrr_options(args, 1), "model": rrr_model_options(args)}
     (folder / RRR_OPTIONS_FILE).write_text(json.dumps(options))
     assert run_state("rrr", args, 1) == ("resume", folder / "checkpoint-12")
