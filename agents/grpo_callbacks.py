@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from agents.grpo_reflect_config import GRPOReflectConfig
 from agents.grpo_rollout import ReflectRetryRollout
@@ -367,28 +368,45 @@ class TimeSnapshots(TrainerCallback):
         return control
 
 
-#: In each checkpoint folder: the training wall time (collection included) spent until it was
-#: saved, so that a resumed run keeps counting ``max_minutes`` and ``snapshot_minutes``.
+#: Older checkpoints (before the time went into ``trainer_state.json``) hold the training wall
+#: time in this file; :func:`resume_checkpoint` still reads it.
 SPENT_FILE = "rrr_train_seconds.json"
 
 
-class RecordSpentTime(TrainerCallback):
-    """Writes :data:`SPENT_FILE` into every checkpoint the trainer saves.
+class RecordSpentTime(TrainerCallback, ExportableState):
+    """Records the training wall time spent in every checkpoint's ``trainer_state.json``.
+
+    The time is the callback's exported state (transformers' ``stateful_callbacks``), which
+    the trainer writes into ``trainer_state.json``, the file it writes last: a checkpoint holds
+    its time exactly when it is complete (:func:`last_complete_checkpoint`), whatever moment a
+    kill comes. A resumed run reads it back with :func:`resume_checkpoint`, so that
+    ``max_minutes`` and ``snapshot_minutes`` count the earlier process's time too.
 
     Args:
         started: ``time.perf_counter()`` at the start of the budgeted work, moved back by the
-            seconds spent before a resumed checkpoint.
+            seconds spent before a resumed checkpoint (default: now).
     """
 
-    def __init__(self, started: float) -> None:
-        self.started = started
+    def __init__(self, started: float | None = None) -> None:
+        self.started = time.perf_counter() if started is None else started
 
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                spent = {"train_seconds": time.perf_counter() - self.started}
-                (folder / SPENT_FILE).write_text(json.dumps(spent) + "\n")
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent since ``started``; setting it moves ``started`` back by that much."""
+        return time.perf_counter() - self.started
+
+    @train_seconds.setter
+    def train_seconds(self, value: float) -> None:
+        # transformers' restore_callback_states_from_checkpoint sets the saved attribute.
+        self.started = time.perf_counter() - float(value)
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {}, "attributes": {"train_seconds": self.train_seconds}}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        # A state resumed from a checkpoint saved without this callback has no entry for it,
+        # and transformers' save would fail on the missing key.
+        state.stateful_callbacks.setdefault(type(self).__name__, self.state())
         return control
 
 
@@ -396,9 +414,10 @@ def resume_checkpoint(args: GRPOReflectConfig) -> tuple[str | None, float]:
     """The checkpoint ``--resume_from_checkpoint`` names and the training seconds before it.
 
     ``true`` / ``last`` / ``latest`` pick the newest complete ``checkpoint-N`` in
-    ``output_dir`` (:func:`last_complete_checkpoint`); a run with none starts afresh (logged). A
-    checkpoint without :data:`SPENT_FILE` (saved by another tool) counts as 0 seconds spent,
-    with a warning.
+    ``output_dir`` (:func:`last_complete_checkpoint`); a run with none starts afresh (logged).
+    The seconds are those :class:`RecordSpentTime` saved in the checkpoint's
+    ``trainer_state.json`` (or in :data:`SPENT_FILE`, where an older version saved them); a
+    checkpoint with neither (saved by another tool) counts as 0 seconds spent, with a warning.
 
     Raises:
         ValueError: A named checkpoint folder does not exist.
@@ -414,11 +433,26 @@ def resume_checkpoint(args: GRPOReflectConfig) -> tuple[str | None, float]:
             return None, 0.0
     if not Path(value).is_dir():
         raise ValueError(f"--resume_from_checkpoint: no checkpoint folder at {value}")
-    spent_file = Path(value) / SPENT_FILE
-    if not spent_file.is_file():
-        logger.warning("%s has no %s: its training time counts as 0", value, SPENT_FILE)
+    spent = _spent_seconds(Path(value))
+    if spent is None:
+        logger.warning("%s records no training time: its training time counts as 0", value)
         return str(value), 0.0
-    return str(value), float(json.loads(spent_file.read_text())["train_seconds"])
+    return str(value), spent
+
+
+def _spent_seconds(checkpoint: Path) -> float | None:
+    from transformers.trainer import TRAINER_STATE_NAME
+
+    state_file = checkpoint / TRAINER_STATE_NAME
+    if state_file.is_file():
+        saved = json.loads(state_file.read_text()).get("stateful_callbacks", {})
+        record = saved.get(RecordSpentTime.__name__)
+        if isinstance(record, dict) and "train_seconds" in record.get("attributes", {}):
+            return float(record["attributes"]["train_seconds"])
+    spent_file = checkpoint / SPENT_FILE
+    if spent_file.is_file():
+        return float(json.loads(spent_file.read_text())["train_seconds"])
+    return None
 
 
 def last_complete_checkpoint(output: Path) -> str | None:

@@ -880,18 +880,47 @@ def load_policy(args: Args) -> tuple[Any, Any]:
 def save_checkpoint(
     path: Path, policy: Any, tokenizer: Any, optimizer: torch.optim.Optimizer, state: dict
 ) -> None:
-    """Write model (or adapter), tokenizer, optimizer and ``state``; replace ``path`` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write model (or adapter), tokenizer, optimizer and ``state``; then replace ``path``.
+
+    The new checkpoint is written in full beside ``path`` (``.tmp``; its trainer state last,
+    by a rename) before the old one is moved aside (``.old``) and the new one into place; a
+    kill between the two renames leaves no ``path``, which :func:`finish_interrupted_save`
+    restores.
+    """
+    tmp, old = _beside(path, ".tmp"), _beside(path, ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    torch.save({**state, "optimizer": optimizer.state_dict()}, tmp / TRAINER_STATE)
-    old = path.with_name(path.name + ".old")
+    # Whole or absent, even if the kill comes while writing: its presence marks ``tmp`` done.
+    torch.save({**state, "optimizer": optimizer.state_dict()}, tmp / (TRAINER_STATE + ".part"))
+    (tmp / (TRAINER_STATE + ".part")).rename(tmp / TRAINER_STATE)
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)
         path.rename(old)
     tmp.rename(path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def finish_interrupted_save(path: Path) -> None:
+    """Complete a :func:`save_checkpoint` that a kill cut between its two renames.
+
+    Where ``path`` is missing but the new checkpoint beside it (``.tmp``) was written in full,
+    it is moved into place (the old one, ``.old``, is deleted); where only the old one is
+    left, it is moved back. Anything else is left as it is.
+    """
+    tmp, old = _beside(path, ".tmp"), _beside(path, ".old")
+    if path.exists():
+        return
+    for candidate in (tmp, old):
+        if (candidate / TRAINER_STATE).is_file():
+            logger.warning("%s was cut while being replaced: restored from %s", path, candidate)
+            candidate.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+
+
+def _beside(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
 
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -1021,6 +1050,7 @@ def train(args: Args) -> TrainResult:
     trainer_state: dict[str, Any] | None = None
     if args.resume:
         checkpoint = Path(args.resume)
+        finish_interrupted_save(checkpoint)
         trainer_state = load_trainer_state(checkpoint)
         run_name = trainer_state["run_name"]
         run_dir = checkpoint.parent
@@ -1266,6 +1296,8 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     for split in splits:
         options = args.env_options(split)
         preflight(lambda: check_env(args.env_id, options, env_flag="--env-id"))  # noqa: B023
+    if args.resume:
+        finish_interrupted_save(Path(args.resume))
     if args.resume and not (Path(args.resume) / TRAINER_STATE).is_file():
         fail(f"--resume: {args.resume} is not a checkpoint of agents.rise_awr (no {TRAINER_STATE})")
     if not args.resume:

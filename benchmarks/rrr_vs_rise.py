@@ -955,11 +955,12 @@ def run_state(arm: str, args: argparse.Namespace, seed: int) -> tuple[str, Path 
 
         complete = last_complete_checkpoint(folder)  # a folder cut while saving is not one
         return ("resume", Path(complete)) if complete else ("fresh", None)
-    from agents.rise_awr import CHECKPOINT, TRAINER_STATE
+    from agents.rise_awr import CHECKPOINT, TRAINER_STATE, finish_interrupted_save
 
     for folder in reversed(rise_run_dirs(args, seed)):
         finished = (folder / TRAINED_FILE).is_file()
         checkpoint = folder / CHECKPOINT
+        finish_interrupted_save(checkpoint)
         if not (finished or (checkpoint / TRAINER_STATE).is_file()):
             continue  # killed before its first checkpoint: nothing to resume
         if not (folder / "args.json").is_file():

@@ -1,7 +1,7 @@
 """A killed RRR-GRPO run resumes from its checkpoint and keeps counting its time budget.
 
-Each checkpoint records the training wall time spent until it was saved
-(``rrr_train_seconds.json``); ``resume_checkpoint`` finds the newest checkpoint and that time,
+Each checkpoint records the training wall time spent until it was saved (in its
+``trainer_state.json``); ``resume_checkpoint`` finds the newest checkpoint and that time,
 so that ``max_minutes`` and ``snapshot_minutes`` count the earlier process's time too. The
 trainer is the real one on a 2-layer model with SmolLM2-135M's tokenizer; a scripted
 generator gives every step reward variance.
@@ -34,12 +34,22 @@ def test_without_a_checkpoint_a_run_starts_afresh(tmp_path):
         resume_checkpoint(make_config(tmp_path, resume_from_checkpoint=str(tmp_path / "x")))
 
 
+def spent_in(checkpoint):
+    """The training seconds ``checkpoint``'s ``trainer_state.json`` records."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return state["stateful_callbacks"]["RecordSpentTime"]["attributes"]["train_seconds"]
+
+
+def recorded(seconds):
+    attributes = {"train_seconds": seconds}
+    return json.dumps({"stateful_callbacks": {"RecordSpentTime": {"attributes": attributes}}})
+
+
 def test_a_checkpoint_cut_while_saving_is_passed_over_for_the_one_before(tmp_path, caplog):
     run = tmp_path / "run"
-    for step, files in ((1, ["trainer_state.json", SPENT_FILE]), (2, ["adapter_model.bin"])):
+    for step, name in ((1, "trainer_state.json"), (2, "adapter_model.bin")):
         (run / f"checkpoint-{step}").mkdir(parents=True)
-        for name in files:
-            (run / f"checkpoint-{step}" / name).write_text('{"train_seconds": 42.0}')
+        (run / f"checkpoint-{step}" / name).write_text(recorded(42.0))
     (run / "checkpoint-x").mkdir()  # not a step: ignored
     config = make_config(tmp_path, resume_from_checkpoint="last")
     assert resume_checkpoint(config) == (str(run / "checkpoint-1"), 42.0)
@@ -47,6 +57,20 @@ def test_a_checkpoint_cut_while_saving_is_passed_over_for_the_one_before(tmp_pat
     # Only the cut one left: nothing to resume, the run starts afresh.
     shutil.rmtree(run / "checkpoint-1")
     assert resume_checkpoint(config) == (None, 0.0)
+
+
+def test_the_time_is_read_from_an_older_checkpoint_file_or_counts_as_zero(tmp_path, caplog):
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 3}')
+    config = make_config(tmp_path, resume_from_checkpoint="last")
+    assert resume_checkpoint(config) == (str(checkpoint), 0.0), "saved by another tool"
+    assert "records no training time" in caplog.text
+    (checkpoint / SPENT_FILE).write_text('{"train_seconds": 7.5}')  # as older versions saved it
+    assert resume_checkpoint(config) == (str(checkpoint), 7.5)
+    # trainer_state.json's record, where there is one, is the one that counts.
+    (checkpoint / "trainer_state.json").write_text(recorded(9.0))
+    assert resume_checkpoint(config) == (str(checkpoint), 9.0)
 
 
 @pytest.mark.slow
@@ -72,27 +96,37 @@ def test_checkpoints_record_the_time_spent_and_a_resumed_run_continues_from_them
         generator_factory=lambda trainer: contextlib.nullcontext(scripted),
     )
     trainer.train()
-    spent = {
-        step: json.loads((tmp_path / "run" / f"checkpoint-{step}" / SPENT_FILE).read_text())
-        for step in (1, 2)
-    }
-    assert 100.0 < spent[1]["train_seconds"] < spent[2]["train_seconds"]
+    spent = {step: spent_in(tmp_path / "run" / f"checkpoint-{step}") for step in (1, 2)}
+    assert 100.0 < spent[1] < spent[2]
+    assert not list((tmp_path / "run").glob(f"checkpoint-*/{SPENT_FILE}")), "no second file"
 
     resumed = make_config(tmp_path, resume_from_checkpoint="last", **{**options, "max_steps": 3})
     checkpoint, before = resume_checkpoint(resumed)
     assert checkpoint == str(tmp_path / "run" / "checkpoint-2")
-    assert before == spent[2]["train_seconds"]
+    assert before == spent[2]
+    # As an older version saved it: the time in its own file, none in trainer_state.json
+    # (whose missing entry the resumed trainer must not trip over when it saves).
+    state_file = tmp_path / "run" / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["stateful_callbacks"]["RecordSpentTime"]
+    state_file.write_text(json.dumps(state))
+    (tmp_path / "run" / "checkpoint-2" / SPENT_FILE).write_text(
+        json.dumps({"train_seconds": 500.0})
+    )
+    assert resume_checkpoint(resumed) == (checkpoint, 500.0)
     trainer = build_trainer(
         resumed,
         tiny_model(),
         tokenizer,
         dataset,
+        callbacks=[RecordSpentTime(time.perf_counter() - 500.0)],
         generator_factory=lambda trainer: contextlib.nullcontext(scripted),
     )
     trainer.train(resume_from_checkpoint=checkpoint)
     assert trainer.state.global_step == 3
     # The history comes back with the checkpoint; one more step was trained.
     assert [h["step"] for h in trainer.state.log_history if "loss" in h] == [1, 2, 3]
+    assert spent_in(tmp_path / "run" / "checkpoint-3") > 500.0, "the earlier time counts"
 
 
 def test_a_resumed_run_does_not_retake_the_snapshots_its_first_process_took(tmp_path):

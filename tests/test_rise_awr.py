@@ -21,8 +21,10 @@ from agents.rise_awr import (
     advantage,
     awr_weight,
     collect,
+    finish_interrupted_save,
     load_trainer_state,
     make_targets,
+    save_checkpoint,
     tokenize_target,
     train,
 )
@@ -265,6 +267,77 @@ def tiny_args(output_dir: Path, **overrides) -> Args:
         "train_on_failures": True,
     }
     return Args(**{**options, **overrides})
+
+
+class Saves:
+    """Stands for a model or tokenizer: ``save_pretrained`` writes one small file."""
+
+    def save_pretrained(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "weights.txt").write_text("w")
+
+
+class Killed(Exception):
+    """Stands for the end of a session, which kills the run."""
+
+
+def save(path: Path, iteration: int) -> None:
+    optimizer = torch.optim.AdamW(torch.nn.Linear(2, 1).parameters())
+    save_checkpoint(path, Saves(), Saves(), optimizer, {"iteration": iteration})
+
+
+def test_a_checkpoint_cut_while_being_replaced_is_restored(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "run" / "checkpoint"
+    save(path, 1)
+    save(path, 2)
+    assert load_trainer_state(path)["iteration"] == 2
+    assert sorted(f.name for f in path.parent.iterdir()) == ["checkpoint"]
+
+    # Killed between moving the old checkpoint aside and the new one into place.
+    rename, renames = Path.rename, []
+
+    def killed_at_the_third_rename(self, target):
+        renames.append(self.name)
+        if len(renames) == 3:
+            raise Killed
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", killed_at_the_third_rename)
+    with pytest.raises(Killed):
+        save(path, 3)
+    monkeypatch.setattr(Path, "rename", rename)
+    assert renames == ["trainer_state.pt.part", "checkpoint", "checkpoint.tmp"]
+    assert not path.exists()
+    finish_interrupted_save(path)
+    assert load_trainer_state(path)["iteration"] == 3, "the new one, written in full"
+    assert sorted(f.name for f in path.parent.iterdir()) == ["checkpoint"]
+    assert "was cut while being replaced" in caplog.text
+    finish_interrupted_save(path)  # nothing to do
+    assert load_trainer_state(path)["iteration"] == 3
+
+    # Only the old one left (the new one lost): it is moved back.
+    path.rename(path.with_name("checkpoint.old"))
+    finish_interrupted_save(path)
+    assert load_trainer_state(path)["iteration"] == 3
+
+
+def test_a_first_checkpoint_cut_while_writing_is_not_taken_for_one(tmp_path, monkeypatch):
+    path = tmp_path / "run" / "checkpoint"
+    torch_save = torch.save
+
+    def killed_while_writing(obj, file):
+        Path(file).write_bytes(b"PK\x03")  # the first bytes of a torch file, and no more
+        raise Killed
+
+    monkeypatch.setattr(torch, "save", killed_while_writing)
+    with pytest.raises(Killed):
+        save(path, 1)
+    monkeypatch.setattr(torch, "save", torch_save)
+    finish_interrupted_save(path)
+    assert not path.exists(), "no checkpoint: the run starts afresh"
+    save(path, 1)  # the next save replaces the torn folder
+    assert load_trainer_state(path)["iteration"] == 1
+    assert sorted(f.name for f in path.parent.iterdir()) == ["checkpoint"]
 
 
 @pytest.fixture(scope="module")

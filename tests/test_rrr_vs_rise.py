@@ -643,13 +643,17 @@ def test_run_folders_resume_from_their_newest_checkpoint_and_refuse_other_option
         run = setting / f"rrr_Countdown-v0__rise__1__{stamp}"
         run.mkdir()
         (run / "args.json").write_text(json.dumps({**rise_options(args, 1), "resume": None}))
-        if stamp < 300:  # the last one was killed before its first checkpoint
-            (run / "checkpoint").mkdir()
-            (run / "checkpoint" / "trainer_state.pt").write_bytes(b"")
+        # The last one was killed before its first checkpoint; the one before it between
+        # moving its old checkpoint aside and its new one into place.
+        for name in {100: ["checkpoint"], 200: ["checkpoint.old", "checkpoint.tmp"]}.get(stamp, []):
+            (run / name).mkdir()
+            (run / name / "trainer_state.pt").write_bytes(name.encode())
     (setting / "rrr_Countdown-v0__rise__2__400").mkdir()  # another seed's
     assert [f.name[-3:] for f in rise_run_dirs(args, 1)] == ["100", "200", "300"]
     newest = setting / "rrr_Countdown-v0__rise__1__200"
     assert run_state("rise", args, 1) == ("resume", newest / "checkpoint")
+    assert (newest / "checkpoint" / "trainer_state.pt").read_bytes() == b"checkpoint.tmp"
+    assert not (newest / "checkpoint.old").exists()
     assert rise_config(args, 1, newest / "checkpoint").resume == str(newest / "checkpoint")
 
     # The same folders under other options: refused before any model loads, in one line.
@@ -689,8 +693,7 @@ def test_a_run_killed_during_training_resumes_from_its_checkpoints(tmp_path, mon
     save = grpo_reflect.RecordSpentTime.on_save
 
     def killed_after_saving(self, *a, **k):
-        save(self, *a, **k)
-        raise Killed
+        raise Killed  # where the older version wrote the time, the moment after saving
 
     # 1. RRR-GRPO is killed once its first checkpoint is written.
     monkeypatch.setattr(grpo_reflect.RecordSpentTime, "on_save", killed_after_saving)
@@ -698,7 +701,8 @@ def test_a_run_killed_during_training_resumes_from_its_checkpoints(tmp_path, mon
         main(argv)
     folder = rrr_run_dir(args, 1)
     (checkpoint,) = folder.glob("checkpoint-*")
-    spent = json.loads((checkpoint / grpo_reflect.SPENT_FILE).read_text())["train_seconds"]
+    saved = json.loads((checkpoint / "trainer_state.json").read_text())["stateful_callbacks"]
+    spent = saved["RecordSpentTime"]["attributes"]["train_seconds"]
     assert spent > 0 and not (folder / TRAINED_FILE).exists()
     assert not (out / "results.jsonl").exists()
     size = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
