@@ -401,6 +401,7 @@ class RecordSpentTime(TrainerCallback, ExportableState):
         self.started = time.perf_counter() - float(value)
 
     def state(self) -> dict[str, Any]:
+        """What transformers saves: no constructor arguments, the seconds spent so far."""
         return {"args": {}, "attributes": {"train_seconds": self.train_seconds}}
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
