@@ -892,8 +892,9 @@ def save_checkpoint(
     policy.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     # Whole or absent, even if the kill comes while writing: its presence marks ``tmp`` done.
-    torch.save({**state, "optimizer": optimizer.state_dict()}, tmp / (TRAINER_STATE + ".part"))
-    (tmp / (TRAINER_STATE + ".part")).rename(tmp / TRAINER_STATE)
+    part = tmp / (TRAINER_STATE + ".part")
+    torch.save({**state, "optimizer": optimizer.state_dict()}, part)
+    part.rename(tmp / TRAINER_STATE)
     if path.exists():
         shutil.rmtree(old, ignore_errors=True)
         path.rename(old)
