@@ -68,10 +68,12 @@ MEASURED_CODE = (
     "benchmarks/sanity_check.py",
     "agents/scripted.py",
     "agents/grpo_reflect.py",
+    "agents/grpo_reflect_config.py",
     "agents/grpo_rollout.py",
     "agents/grpo_callbacks.py",
     "agents/reflection_rollout.py",
     "agents/rise_awr.py",
+    "agents/rise_awr_config.py",
 )
 PACKAGES = ("torch", "transformers", "trl", "peft")
 
