@@ -1370,6 +1370,12 @@ def problem_lines(evidence: Evidence, arms: Sequence[str]) -> list[str]:
         if evidence.from_rows
         else ""
     )
+    if several and any(n == 1 for n in seeds.values()):
+        note += (
+            " Against a one-seed arm, read the permutation test: the sign test counts a problem "
+            "that one of several seeds solves as gained, as fully as one that all of them "
+            "solve, so seeds that disagree collect gains without a better mean."
+        )
     return [
         "",
         "**Problem-level comparisons** (the unit is the held-out problem: an arm's outcome on "

@@ -390,6 +390,10 @@ def test_report_counts_problems_once_and_draws_the_held_out_curve():
     assert "| rise vs retry | 2nd | 4 | 0.750 | 0.250 | +0.500 [" in report
     assert "| 3 | 1 | 0.62 | " in report
     assert "pooled" not in report
+    assert "Against a one-seed arm, read the permutation test" in report
+    one_seed = render(rows[:2], parse_args([]), "cmd")
+    assert "| rise vs retry | 2nd | 4 | 0.750 | 0.250 |" in one_seed
+    assert "read the permutation test" not in one_seed, "one seed each: both tests count alike"
     assert (
         "- rise seed 2: 0.0 min 0.250 / 0.250, 15.2 min 0.500 / 0.500, 48.0 min 0.750 / 0.750"
         in (report)
