@@ -8,13 +8,13 @@ one collect-weight-update loop. ``agents.rise_awr`` re-exports every public name
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from agents.cli import json_object
 from agents.engines import check_engine
 from agents.models import DTYPES, resolve_dtype
 from agents.rollout import PhaseSampling, SamplingParams
@@ -347,15 +347,7 @@ class Args:
 
     def env_kwargs_dict(self) -> dict[str, Any]:
         """``--env-kwargs`` parsed; raises ``ValueError`` unless it is a JSON object."""
-        try:
-            kwargs = json.loads(self.env_kwargs)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"--env-kwargs is not valid JSON ({error}): {self.env_kwargs!r}"
-            ) from error
-        if not isinstance(kwargs, dict):
-            raise ValueError(f"--env-kwargs must be a JSON object, got {self.env_kwargs!r}")
-        return kwargs
+        return json_object(self.env_kwargs, "--env-kwargs")
 
     def env_options(self, split: str | None, *, reflect: bool = False) -> dict[str, Any]:
         """``gym.make`` options: RISE mode (or RRR mode for ``reflect=True``) on ``split``."""
